@@ -1,7 +1,31 @@
-"""quadfast: fast simulation of SGD in high-dimensional quadratic neural networks."""
+"""quadfast: fast, trustworthy simulation of SGD in high-dimensional quadratic neural networks.
+
+Public API: :class:`Teacher`, :class:`StiefelSGD`, :class:`Trajectory`, :func:`logspace_steps`,
+and the submodules :mod:`quadfast.reference` (plain NumPy references).
+Conventions (MODEL.md): x ~ N(0, I_d), teacher f*(x) = sum_j lambda_j He2(<theta_j, x>),
+time t = lr * steps, risk R = 1 - tr((G Lambda)^2) / tr(Lambda^2).
+"""
 from importlib.metadata import PackageNotFoundError, version as _version
 
 try:
     __version__ = _version("quadfast")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
+
+try:
+    from . import _core  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "quadfast's compiled extension (quadfast._core) could not be imported: was the extension built? "
+        "Install the package with `pip install .` (it compiles the C++ core), and do not run Python from "
+        "inside the source folder of an uninstalled checkout."
+    ) from exc
+
+from . import reference  # noqa: E402
+from .stiefel import DivergenceError, StiefelSGD, Trajectory, haar_stiefel, logspace_steps  # noqa: E402
+from .teacher import Teacher, power_law_coef  # noqa: E402
+
+__all__ = [
+    "Teacher", "StiefelSGD", "Trajectory", "DivergenceError", "logspace_steps", "haar_stiefel",
+    "power_law_coef", "reference", "__version__",
+]

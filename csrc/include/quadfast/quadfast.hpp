@@ -1,0 +1,5 @@
+// quadfast C++ core: everything a simulator needs, header-only, Eigen only.
+#pragma once
+#include "quadfast/rng.hpp"
+#include "quadfast/teacher.hpp"
+#include "quadfast/stiefel.hpp"

@@ -1,0 +1,376 @@
+// Online SGD of the quadratic student f(x; W) = ||W^T x||^2 - N on the Stiefel manifold,
+// with the exact polar retraction in closed form (MODEL.md §2).
+//
+// Pure C++17/Eigen: no Python.  The weights W (d x N, row-major) live in caller-owned
+// memory and are updated in place; all workspace is allocated at construction, so the
+// step loop allocates nothing (the occasional full re-orthonormalisation uses N x N
+// temporaries).
+#pragma once
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <utility>
+
+#include "quadfast/rng.hpp"
+#include "quadfast/rowpass.hpp"
+#include "quadfast/teacher.hpp"
+
+namespace quadfast {
+
+// Re-orthonormalisation policy.  The closed-form retraction assumes W^T W = I, so rounding
+// drift in W^T W - I grows geometrically (MODEL.md §2).  Every `interval` steps the kernel
+// measures drift = max|W^T W - I| and applies the full polar factor
+// W <- W (W^T W)^{-1/2} through the N x N symmetric eigendecomposition.  The interval
+// adapts to the measured drift (it is a function of the trajectory only, so runs stay
+// reproducible): it shrinks by 2 when drift > tol / 10 and grows by 3/2 when
+// drift < tol / 100, within [min_interval, max_interval].  Between two corrections the
+// drift grows monotonically, so the drift measured just before a correction is the
+// largest the run has had since the previous one: `max_drift` records it.
+struct OrthoPolicy {
+  double tol = 1e-12;
+  std::int64_t interval = 1000;
+  std::int64_t min_interval = 8;
+  std::int64_t max_interval = 1 << 20;
+};
+
+// Everything that a checkpoint needs besides W and the construction arguments.
+struct KernelState {
+  std::int64_t t = 0;          // SGD steps taken so far (the sample-stream counter)
+  std::int64_t since = 0;      // steps since the last re-orthonormalisation
+  std::int64_t interval = 1000;
+  std::int64_t n_reortho = 0;
+  double max_drift = 0.0;      // largest drift measured before a correction
+  double last_drift = 0.0;
+};
+
+struct AdvanceResult {
+  std::int64_t steps_done = 0;
+  bool finite = true;  // false: step number `state.t` produced non-finite values; W is untouched by it
+};
+
+template <class T>
+class StiefelKernel {
+ public:
+  using Mat = RowMat<T>;
+  using MapW = Eigen::Map<Mat>;
+  using Dmat = Eigen::MatrixXd;
+  using Dvec = Eigen::VectorXd;
+
+  StiefelKernel(Index d, Index N, Index batch, double lr, const TeacherView<T>& teacher,
+                std::uint64_t seed, OrthoPolicy policy = {})
+      : d_(d), N_(N), B_(batch), lr_(lr), seed_(seed), policy_(policy), label_(teacher),
+        table_(static_cast<std::size_t>(d)) {
+    if (d < 1 || N < 1 || N > d) throw std::invalid_argument("width must lie in 1..d");
+    if (batch < 1) throw std::invalid_argument("batch must be >= 1");
+    if (!(lr > 0.0) || !std::isfinite(lr)) throw std::invalid_argument("lr must be finite and > 0");
+    if (teacher.d != d) throw std::invalid_argument("teacher dimension differs from d");
+    state_.interval = policy.interval;
+    xbuf_[0].resize(B_ * d_);
+    xbuf_[1].resize(B_ * d_);
+    if (B_ == 1) {
+      z_.resize(N_);
+      znext_.resize(N_);
+    } else {
+      Z_.resize(N_, B_);
+      Znext_.resize(N_, B_);
+      R_.resize(N_, 2 * B_);
+      S_.resize(2 * B_, N_);
+      P_.resize(kRowBlock, 2 * B_);
+      UY_.resize(kRowBlock, 2 * B_);
+      e_.resize(B_);
+      GX_.resize(B_, B_);
+      GZ_.resize(B_, B_);
+      K_.resize(B_, B_);
+      L_.resize(B_, B_);
+      M_.resize(B_, B_);
+      AQ_.resize(N_, B_);
+      HT_.resize(B_, B_);
+      smallT_.resize(B_, B_);
+      eT_.resize(B_);
+      tmpB_.resize(B_, B_);
+      hvec_.resize(B_);
+      small_eig_ = Eigen::SelfAdjointEigenSolver<Dmat>(B_);
+    }
+    WtW_.resize(N_, N_);
+    Rpolar_.resize(N_, N_);
+    blk_.resize(kRowBlock, N_);
+    big_eig_ = Eigen::SelfAdjointEigenSolver<Dmat>(N_);
+    WtWd_.resize(N_, N_);
+  }
+
+  Index d() const noexcept { return d_; }
+  Index width() const noexcept { return N_; }
+  Index batch() const noexcept { return B_; }
+  double lr() const noexcept { return lr_; }
+  std::uint64_t seed() const noexcept { return seed_; }
+  const OrthoPolicy& policy() const noexcept { return policy_; }
+  KernelState& state() noexcept { return state_; }
+  const KernelState& state() const noexcept { return state_; }
+
+  // Draws the samples of step `t` (rows t*B .. t*B+B-1 of the sample stream) into out
+  // (B x d, row-major).  Sample s is stream s of the counter-based generator; its noise
+  // deviate is index d of the same stream.
+  void draw_samples(std::int64_t t, T* out) const {
+    for (Index b = 0; b < B_; ++b)
+      rng::fill_normals(out + b * d_, static_cast<std::size_t>(d_), seed_,
+                        static_cast<std::uint64_t>(t * B_ + b), table_);
+  }
+  double noise_of(std::int64_t sample) const {
+    return rng::normal_at(seed_, static_cast<std::uint64_t>(sample), static_cast<std::uint64_t>(d_));
+  }
+  // Teacher label of sample `sample` with content x: f*(x) + sigma xi.
+  double teacher_label(const T* x, std::int64_t sample) {
+    double y = label_(x);
+    if (label_.view().noise != 0.0) y += label_.view().noise * noise_of(sample);
+    return y;
+  }
+
+  // Runs `steps` SGD steps on W (d x N, row-major, in place).
+  //   X == nullptr: samples drawn in the kernel from (seed, step);
+  //   otherwise X holds steps * batch samples as rows of length d.
+  //   y == nullptr: labels from the teacher (noise drawn from (seed, sample));
+  //   otherwise the caller's labels, one per sample.
+  // Stops early, with W holding the last finite weights, if a step would produce
+  // non-finite values.
+  AdvanceResult advance(T* W, std::int64_t steps, const T* X = nullptr, const T* y = nullptr) {
+    return B_ == 1 ? advance_rank1(W, steps, X, y) : advance_batch(W, steps, X, y);
+  }
+
+  // Full polar re-orthonormalisation W <- W (W^T W)^{-1/2}.  Returns max|W^T W - I|
+  // measured before the correction.
+  double reorthonormalize(T* W) {
+    MapW Wm(W, d_, N_);
+    WtW_.setZero();
+    WtW_.template selfadjointView<Eigen::Lower>().rankUpdate(Wm.transpose());
+    WtWd_ = WtW_.template selfadjointView<Eigen::Lower>().toDenseMatrix().template cast<double>();
+    const double drift = (WtWd_ - Dmat::Identity(N_, N_)).cwiseAbs().maxCoeff();
+    big_eig_.compute(WtWd_);
+    const Dvec& ev = big_eig_.eigenvalues();
+    // (W^T W)^{-1/2} = Q diag(ev^{-1/2}) Q^T
+    WtWd_.noalias() = big_eig_.eigenvectors() * ev.cwiseSqrt().cwiseInverse().asDiagonal() *
+                      big_eig_.eigenvectors().transpose();
+    Rpolar_ = WtWd_.template cast<T>();
+    for (Index i0 = 0; i0 < d_; i0 += kRowBlock) {
+      const Index nb = std::min<Index>(kRowBlock, d_ - i0);
+      blk_.topRows(nb).noalias() = Wm.middleRows(i0, nb) * Rpolar_;
+      Wm.middleRows(i0, nb) = blk_.topRows(nb);
+    }
+    return drift;
+  }
+
+  // The N x B matrix Z = W^T X^T (or z = W^T x) as the kernels accumulate it, row by row
+  // in a fixed order; exposed so that every code path computes it identically.
+  static constexpr Index kRowBlock = 64;
+
+ private:
+  // Samples of the k-th step of this call, which is SGD step t_abs of the run.
+  const T* sample_ptr(const T* X, std::int64_t k, std::int64_t t_abs, int buf) {
+    if (X != nullptr) return X + k * B_ * d_;
+    draw_samples(t_abs, xbuf_[buf].data());
+    return xbuf_[buf].data();
+  }
+
+  void after_step() {
+    ++state_.t;
+    ++state_.since;
+  }
+
+  // Returns true if a correction was applied (the caller must then recompute z / Z).
+  bool maybe_reorthonormalize(T* W) {
+    if (state_.since < state_.interval) return false;
+    const double drift = reorthonormalize(W);
+    state_.since = 0;
+    ++state_.n_reortho;
+    state_.last_drift = drift;
+    state_.max_drift = std::max(state_.max_drift, drift);
+    if (drift > policy_.tol / 10) {
+      state_.interval = std::max(policy_.min_interval, state_.interval / 2);
+    } else if (drift < policy_.tol / 100) {
+      state_.interval = std::min(policy_.max_interval, state_.interval + state_.interval / 2);
+    }
+    return true;
+  }
+
+  // ---------------------------------------------------------------- batch = 1
+  // z = W^T x, accumulated over rows in order (the same loop as in the fused pass).
+  void accumulate_z(const MapW& Wm, const T* x, Vec<T>& z) const {
+    rowpass::accumulate_dispatch<T>(Wm.data(), d_, N_, x, z.data());
+  }
+
+  AdvanceResult advance_rank1(T* W, std::int64_t steps, const T* X, const T* y) {
+    AdvanceResult res;
+    if (steps <= 0) return res;
+    MapW Wm(W, d_, N_);
+    int cur = 0;
+    const T* x = sample_ptr(X, 0, state_.t, cur);
+    accumulate_z(Wm, x, z_);
+    const double Nd = static_cast<double>(N_);
+    for (std::int64_t k = 0; k < steps; ++k) {
+      const std::int64_t t = state_.t;
+      Eigen::Map<const Vec<T>> xv(x, d_);
+      const double xx = xv.template cast<double>().squaredNorm();
+      const double zz = z_.template cast<double>().squaredNorm();
+      const double yk = (y != nullptr) ? static_cast<double>(y[k]) : teacher_label(x, t);
+      const double e = zz - Nd - yk;
+      // ||u||^2 = 4 eta^2 e^2 (||x||^2 - ||z||^2)  (MODEL.md §2); s = ||u||^2 ||z||^2
+      const double g = -2.0 * lr_ * e;
+      const double u2 = g * g * std::max(xx - zz, 0.0);
+      const double s = u2 * zz;
+      if (!std::isfinite(e) || !std::isfinite(s)) {
+        res.finite = false;
+        return res;
+      }
+      // a = (1 + s)^{-1/2} = 1 + c ||z||^2,  c = ((1+s)^{-1/2} - 1) / ||z||^2
+      const double lg = -0.5 * std::log1p(s);
+      const double a = std::exp(lg);
+      const double c = zz > 0.0 ? std::expm1(lg) / zz : 0.0;
+      // v_i = u_i (1 + c ||z||^2) + c p_i = g a x_i + (c - g a) p_i
+      const T ga = static_cast<T>(g * a);
+      const T cp = static_cast<T>(c - g * a);
+      const bool has_next = k + 1 < steps;
+      const T* xn = has_next ? sample_ptr(X, k + 1, t + 1, cur ^ 1) : nullptr;
+      if (has_next) znext_.setZero();
+      // One streaming pass: pass 2 of this step fused with pass 1 of the next.
+      rowpass::fused_rows_dispatch<T>(W, d_, N_, z_.data(), x, ga, cp, xn, znext_.data());
+      after_step();
+      ++res.steps_done;
+      if (maybe_reorthonormalize(W) && has_next) {
+        accumulate_z(Wm, xn, znext_);
+      }
+      if (has_next) {
+        std::swap(z_, znext_);
+        x = xn;
+        cur ^= 1;
+      }
+    }
+    return res;
+  }
+
+  // ---------------------------------------------------------------- batch = B > 1
+  // Z = W^T X^T (N x B), accumulated over blocks of rows in order.
+  void accumulate_Z(const MapW& Wm, const T* X, Mat& Z) const {
+    Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>> Xt(X, d_, B_);
+    Z.setZero();
+    for (Index i0 = 0; i0 < d_; i0 += kRowBlock) {
+      const Index nb = std::min<Index>(kRowBlock, d_ - i0);
+      Z.noalias() += Wm.middleRows(i0, nb).transpose() * Xt.middleRows(i0, nb);
+    }
+  }
+
+  AdvanceResult advance_batch(T* W, std::int64_t steps, const T* X, const T* y) {
+    AdvanceResult res;
+    if (steps <= 0) return res;
+    using ColMatC = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>>;
+    MapW Wm(W, d_, N_);
+    int cur = 0;
+    const T* Xc = sample_ptr(X, 0, state_.t, cur);
+    accumulate_Z(Wm, Xc, Z_);
+    const double Nd = static_cast<double>(N_);
+    const double g = -2.0 * lr_ / static_cast<double>(B_);
+    for (std::int64_t k = 0; k < steps; ++k) {
+      const std::int64_t t = state_.t;
+      ColMatC Xt(Xc, d_, B_);  // d x B: the samples as columns
+      // Small B x B matrices in double precision.
+      smallT_.noalias() = Z_.transpose() * Z_;
+      GZ_ = smallT_.template cast<double>();
+      smallT_.noalias() = Xt.transpose() * Xt;
+      GX_ = smallT_.template cast<double>();
+      bool ok = true;
+      for (Index b = 0; b < B_; ++b) {
+        const double yb = (y != nullptr) ? static_cast<double>(y[k * B_ + b])
+                                         : teacher_label(Xc + b * d_, t * B_ + b);
+        e_[b] = GZ_(b, b) - Nd - yb;
+        ok = ok && std::isfinite(e_[b]);
+      }
+      // K = U^T U = g^2 diag(e) (X X^T - Z^T Z) diag(e), since W^T W = I.
+      K_.noalias() = (g * g) * (e_.asDiagonal() * (GX_ - GZ_) * e_.asDiagonal());
+      ok = ok && K_.allFinite();
+      if (!ok) {
+        res.finite = false;
+        return res;
+      }
+      // L = K^{1/2};  M = L Z^T Z L = Q D Q^T;  A = Z L,  AQ = A Q.
+      small_eig_.compute(K_);
+      hvec_ = small_eig_.eigenvalues().cwiseMax(0.0).cwiseSqrt();
+      L_.noalias() = small_eig_.eigenvectors() * hvec_.asDiagonal() * small_eig_.eigenvectors().transpose();
+      tmpB_.noalias() = GZ_ * L_;
+      M_.noalias() = L_ * tmpB_;
+      small_eig_.compute(M_);
+      const Dvec& D = small_eig_.eigenvalues();
+      if (!D.allFinite()) {
+        res.finite = false;
+        return res;
+      }
+      // (I + A A^T)^{-1/2} = I + AQ h(D) (AQ)^T,  h(D) = ((1 + D)^{-1/2} - 1) / D  (-> -1/2 at 0).
+      for (Index b = 0; b < B_; ++b) {
+        const double Db = std::max(D[b], 0.0);
+        hvec_[b] = Db > 0.0 ? std::expm1(-0.5 * std::log1p(Db)) / Db : -0.5;
+      }
+      tmpB_.noalias() = L_ * small_eig_.eigenvectors();  // L Q
+      smallT_ = tmpB_.template cast<T>();
+      AQ_.noalias() = Z_ * smallT_;                       // N x B
+      HT_.noalias() = Z_.transpose() * AQ_;
+      // W+ = W + U Z^T + (W AQ + U H) C,   C = h(D) AQ^T,   U = g (X^T - W Z) diag(e).
+      R_.leftCols(B_) = Z_;
+      R_.rightCols(B_) = AQ_;
+      S_.topRows(B_) = Z_.transpose();
+      S_.bottomRows(B_).noalias() = hvec_.template cast<T>().asDiagonal() * AQ_.transpose();
+      eT_ = e_.template cast<T>();
+      const bool has_next = k + 1 < steps;
+      const T* Xn = has_next ? sample_ptr(X, k + 1, t + 1, cur ^ 1) : nullptr;
+      if (has_next) Znext_.setZero();
+      for (Index i0 = 0; i0 < d_; i0 += kRowBlock) {
+        const Index nb = std::min<Index>(kRowBlock, d_ - i0);
+        auto Wb = Wm.middleRows(i0, nb);
+        auto P = P_.topRows(nb);
+        auto UY = UY_.topRows(nb);
+        P.noalias() = Wb * R_;                                       // [W Z, W AQ]
+        UY.leftCols(B_) = (T(g) * (Xt.middleRows(i0, nb) - P.leftCols(B_))) * eT_.asDiagonal();
+        UY.rightCols(B_) = P.rightCols(B_);
+        UY.rightCols(B_).noalias() += UY.leftCols(B_) * HT_;
+        Wb.noalias() += UY * S_;
+        if (has_next) {
+          ColMatC Xtn(Xn, d_, B_);
+          Znext_.noalias() += Wb.transpose() * Xtn.middleRows(i0, nb);
+        }
+      }
+      after_step();
+      ++res.steps_done;
+      if (maybe_reorthonormalize(W) && has_next) accumulate_Z(Wm, Xn, Znext_);
+      if (has_next) {
+        std::swap(Z_, Znext_);
+        Xc = Xn;
+        cur ^= 1;
+      }
+    }
+    return res;
+  }
+
+  Index d_, N_, B_;
+  double lr_;
+  std::uint64_t seed_;
+  OrthoPolicy policy_;
+  KernelState state_;
+  Labeler<T> label_;
+  rng::PositionTable table_;
+  Vec<T> xbuf_[2];
+  // batch 1
+  Vec<T> z_, znext_;
+  // batch B
+  Mat Z_, Znext_, R_, S_, P_, UY_, AQ_;
+  Dvec e_, hvec_;
+  Mat HT_, smallT_;
+  Vec<T> eT_;
+  Dmat GX_, GZ_, K_, L_, M_, tmpB_;
+  Eigen::SelfAdjointEigenSolver<Dmat> small_eig_;
+  // re-orthonormalisation
+  Mat WtW_, Rpolar_, blk_;
+  Dmat WtWd_;
+  Eigen::SelfAdjointEigenSolver<Dmat> big_eig_;
+};
+
+}  // namespace quadfast

@@ -1,0 +1,119 @@
+"""Plain NumPy references: the obvious implementations that quadfast's kernels are checked
+against and benchmarked with.  Nothing here is fast on purpose.
+
+Conventions are those of MODEL.md §1-2: x ~ N(0, I_d) rows, f(x; W) = ||W^T x||^2 - N,
+loss e^2 / 2 with e = f - y, time t = lr * steps.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "teacher_labels", "euclidean_gradient", "riemannian_gradient", "polar", "stiefel_step", "stiefel_sgd",
+    "rank_one_step", "run_rank_one", "run_reference", "population_overlap", "population_risk",
+]
+
+
+def teacher_labels(X: np.ndarray, theta: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """f*(x) = sum_j lambda_j ((theta_j . x)^2 - 1), with an explicit Theta (d x r)."""
+    P = X @ theta
+    return (P**2 - 1.0) @ coef
+
+
+def euclidean_gradient(W: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Gradient of mean_b e_b^2 / 2: (2 / B) sum_b e_b x_b z_b^T, z_b = W^T x_b."""
+    Z = X @ W
+    e = np.sum(Z**2, axis=1) - W.shape[1] - y
+    return (2.0 / X.shape[0]) * X.T @ (e[:, None] * Z)
+
+
+def riemannian_gradient(W: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Projection of the Euclidean gradient onto the tangent space at W (embedded metric):
+    grad - W sym(W^T grad)."""
+    G = euclidean_gradient(W, X, y)
+    S = W.T @ G
+    return G - W @ (0.5 * (S + S.T))
+
+
+def polar(A: np.ndarray) -> np.ndarray:
+    """A (A^T A)^{-1/2} via the symmetric eigendecomposition of A^T A."""
+    ev, Q = np.linalg.eigh(A.T @ A)
+    return A @ (Q / np.sqrt(ev)) @ Q.T
+
+
+def stiefel_step(W: np.ndarray, X: np.ndarray, y: np.ndarray, lr: float) -> np.ndarray:
+    """One Riemannian SGD step on a batch (rows of X) followed by the polar retraction."""
+    return polar(W - lr * riemannian_gradient(W, X, y))
+
+
+def stiefel_sgd(W0: np.ndarray, X: np.ndarray, y: np.ndarray, lr: float, batch: int = 1) -> np.ndarray:
+    """Run len(X) / batch reference steps on the given samples; returns the final W."""
+    W = np.array(W0, dtype=np.float64)
+    for k in range(X.shape[0] // batch):
+        sl = slice(k * batch, (k + 1) * batch)
+        W = stiefel_step(W, X[sl], y[sl], lr)
+    return W
+
+
+def rank_one_step(W: np.ndarray, x: np.ndarray, y: float, lr: float) -> None:
+    """The closed-form rank-one step of MODEL.md §2 written in NumPy, in place.
+
+    z = W^T x, e = ||z||^2 - N - y, ||u||^2 = 4 lr^2 e^2 (||x||^2 - ||z||^2),
+    s = ||u||^2 ||z||^2, c = ((1 + s)^{-1/2} - 1) / ||z||^2,
+    W += (u (1 + c ||z||^2) + c p) z^T with p = W z, u = -2 lr e (x - p).
+    """
+    z = W.T @ x
+    zz = z @ z
+    e = zz - W.shape[1] - y
+    g = -2.0 * lr * e
+    s = g * g * (x @ x - zz) * zz
+    a = (1.0 + s) ** -0.5
+    c = np.expm1(-0.5 * np.log1p(s)) / zz if zz > 0 else 0.0
+    p = W @ z
+    W += np.outer(g * a * x + (c - g * a) * p, z)
+
+
+def run_rank_one(W: np.ndarray, teacher, steps: int, lr: float, rng: np.random.Generator) -> None:
+    """``steps`` NumPy rank-one steps with NumPy sampling (the benchmark baseline)."""
+    theta = teacher.theta() if teacher.directions is not None else None
+    r = teacher.r
+    for _ in range(steps):
+        x = rng.standard_normal(W.shape[0])
+        P = x[:r] if theta is None else x @ theta
+        y = (P * P - 1.0) @ teacher.coef
+        rank_one_step(W, x, y, lr)
+
+
+def run_reference(W: np.ndarray, teacher, steps: int, lr: float, rng: np.random.Generator, batch: int = 1) -> np.ndarray:
+    """``steps`` reference steps (explicit Theta, projected gradient, eigh polar) with NumPy sampling."""
+    theta = teacher.theta()
+    for _ in range(steps):
+        X = rng.standard_normal((batch, W.shape[0]))
+        W = stiefel_step(W, X, teacher_labels(X, theta, teacher.coef), lr)
+    return W
+
+
+def population_overlap(coef: np.ndarray, U1: np.ndarray, times) -> np.ndarray:
+    """G(t) of the population flow dG/dt = 4 (Lambda G + G Lambda - 2 G Lambda G) from the
+    Oja closed form (MODEL.md §4), evaluated directly (reference; moderate t only):
+
+        W(t) = e^{4 M* t} W0 (W0^T e^{8 M* t} W0)^{-1/2},  U(t) = E U1 C^{-1/2},
+        C = I + U1^T (E^2 - I) U1,  E = diag(exp(4 lambda t)),  G = U U^T.
+    """
+    coef = np.asarray(coef, dtype=np.float64)
+    out = []
+    for t in np.atleast_1d(times):
+        E = np.exp(4.0 * coef * t)
+        C = np.eye(U1.shape[1]) + U1.T @ ((E**2 - 1.0)[:, None] * U1)
+        ev, Q = np.linalg.eigh(C)
+        U = (E[:, None] * U1) @ (Q / np.sqrt(ev)) @ Q.T
+        out.append(U @ U.T)
+    return np.array(out)
+
+
+def population_risk(coef: np.ndarray, U1: np.ndarray, times) -> np.ndarray:
+    """Risk 1 - tr((G Lambda)^2) / tr(Lambda^2) along :func:`population_overlap`."""
+    coef = np.asarray(coef, dtype=np.float64)
+    G = population_overlap(coef, U1, times)
+    GL = G * coef[None, None, :]
+    return 1.0 - np.einsum("tij,tji->t", GL, GL) / np.sum(coef**2)

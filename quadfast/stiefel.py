@@ -1,0 +1,332 @@
+"""Online SGD of a quadratic student on the Stiefel manifold (MODEL.md §1-2).
+
+Student ``f(x; W) = ||W^T x||^2 - N`` with ``W^T W = I_N`` (d x N), loss ``e^2 / 2`` with
+``e = f(x; W) - y``.  One step with a batch of B samples X (rows) and labels y:
+
+    U  = -(2 lr / B) (I - W W^T) X^T diag(e)            (Riemannian gradient step, d x B)
+    W~ = W + U Z^T,   Z = W^T X^T                         (N x B)
+    W+ = W~ (W~^T W~)^{-1/2}                              (polar retraction)
+
+For B = 1 the kernel uses the closed form of MODEL.md §2 in one streaming pass over W
+per step (pass 2 of step t fused with pass 1 of step t+1).  For B > 1 it uses the rank-B
+form with the B x B symmetric eigendecompositions; both equal the eigh-based polar
+retraction to rounding.  Time is ``t = lr * steps`` everywhere in quadfast.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time as _time
+
+import numpy as np
+
+from . import _validate as V
+from .teacher import Teacher
+
+__all__ = ["StiefelSGD", "Trajectory", "DivergenceError", "logspace_steps", "haar_stiefel"]
+
+_DEFAULT_TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
+# accepted deviation of a user's W0 from orthonormality (it is then polished to rounding)
+_W0_TOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-4}
+
+
+class DivergenceError(FloatingPointError):
+    """A step produced non-finite values.  ``step`` is the 1-based number of that step;
+    the simulator's weights are those after step ``step - 1``."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
+def logspace_steps(steps: int, num: int, include_zero: bool = True) -> np.ndarray:
+    """About ``num`` distinct step counts spaced geometrically in [1, steps] (plus 0).
+
+    Always contains ``steps``; duplicates from rounding at small counts are removed.
+    """
+    steps = V.positive_int(steps, "steps")
+    num = V.positive_int(num, "num")
+    pts = np.unique(np.round(np.geomspace(1, steps, num)).astype(np.int64))
+    if include_zero:
+        pts = np.concatenate([[0], pts])
+    return pts
+
+
+def haar_stiefel(d: int, width: int, seed: int = 0) -> np.ndarray:
+    """A Haar-distributed point of the Stiefel manifold (d x width, float64).
+
+    Q from the QR decomposition of a d x width standard Gaussian matrix, with column signs
+    fixed so that diag(R) > 0 (this makes the law exactly Haar).  The Gaussian comes from
+    NumPy's PCG64 seeded with SeedSequence((seed, 0x5EED)), independent of the sample stream.
+    """
+    d = V.positive_int(d, "d")
+    width = V.positive_int(width, "width", maximum=d)
+    rng = np.random.default_rng(np.random.SeedSequence((V.seed_int(seed), 0x5EED)))
+    q, r = np.linalg.qr(rng.standard_normal((d, width)))
+    s = np.sign(np.diag(r))
+    s[s == 0] = 1.0
+    return np.ascontiguousarray(q * s)
+
+
+@dataclasses.dataclass
+class Trajectory:
+    """Recorded statistics of a run.
+
+    steps : SGD steps completed at each record (counted from the simulator's start)
+    time : lr * steps
+    risk : R = 1 - tr((G Lambda)^2) / tr(Lambda^2)   (MODEL.md §1)
+    alignment : A_j = G_jj = ||W^T theta_j||^2, shape (n_records, r)
+    orth_error : max|W^T W - I| at each record
+    """
+
+    steps: np.ndarray
+    time: np.ndarray
+    risk: np.ndarray
+    alignment: np.ndarray
+    orth_error: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+def _record_points(record, steps: int) -> np.ndarray:
+    if record is None:
+        return np.array([steps], dtype=np.int64)
+    rec = np.asarray(record)
+    if rec.ndim != 1 or rec.size == 0 or rec.dtype.kind not in "iu":
+        raise ValueError("record: expected a non-empty 1-D array of integer step counts")
+    rec = rec.astype(np.int64)
+    if rec.min() < 0 or rec.max() > steps:
+        raise ValueError(f"record: expected step counts in [0, steps={steps}], got [{rec.min()}, {rec.max()}]")
+    if np.any(np.diff(rec) <= 0):
+        raise ValueError("record: expected strictly increasing step counts")
+    return rec
+
+
+class StiefelSGD:
+    """Online SGD on the Stiefel manifold with the exact polar retraction.
+
+    Parameters
+    ----------
+    teacher : Teacher
+    width : int
+        N, the number of student neurons, 1 <= N <= d.
+    lr : float
+        Step size eta > 0 (time t = eta * steps).
+    batch : int
+        Samples per step B.
+    seed : int
+        Fixes the start (when ``W0`` is None) and every sample: sample s of the run is
+        stream s of quadfast's counter-based Gaussian generator.  A run is bit-identical
+        when repeated, resumed from a pickle, or split into different ``run`` calls.
+    W0 : array_like (d, width), optional
+        Starting weights with orthonormal columns; default Haar-random (:func:`haar_stiefel`).
+        A ``W0`` within 1e-6 (float64) / 1e-4 (float32) of orthonormal is accepted and
+        polished by one polar re-orthonormalisation.
+    dtype : float64 or float32
+        Precision of the weights, samples and kernel arithmetic (B x B algebra is float64).
+    reortho_tol : float, optional
+        Target for max|W^T W - I| (default 1e-12 for float64, 1e-5 for float32).
+    reortho_interval : int
+        Initial number of steps between full polar re-orthonormalisations; it then adapts
+        to the measured drift (see README, "Re-orthonormalisation").
+
+    Attributes
+    ----------
+    W : numpy.ndarray (d, width)
+        The weights.  The kernel updates this very array in place.
+    steps_done : int
+        SGD steps taken so far.
+    """
+
+    def __init__(self, teacher: Teacher, width: int, lr: float, batch: int = 1, seed: int = 0, W0=None,
+                 dtype=np.float64, reortho_tol: float | None = None, reortho_interval: int = 1000):
+        if not isinstance(teacher, Teacher):
+            raise TypeError(f"teacher: expected a quadfast.Teacher, got {type(teacher).__name__}")
+        self.teacher = teacher
+        d = teacher.d
+        self.width = V.positive_int(width, "width", maximum=d)
+        self.lr = V.positive_float(lr, "lr")
+        self.batch = V.positive_int(batch, "batch")
+        self.seed = V.seed_int(seed)
+        self.dtype = V.as_dtype(dtype)
+        self.reortho_tol = _DEFAULT_TOL[self.dtype] if reortho_tol is None else V.positive_float(reortho_tol, "reortho_tol")
+        self.reortho_interval = V.positive_int(reortho_interval, "reortho_interval")
+        if W0 is None:
+            W = haar_stiefel(d, self.width, self.seed).astype(self.dtype)
+        else:
+            W = V.float_array(W0, "W0", 2, shape=(d, self.width), dtype=self.dtype)
+            W = W.copy()  # the simulator owns its weights
+            V.check_orthonormal(W, "W0", _W0_TOL[self.dtype])
+        self.W = W
+        self._kernel = self._make_kernel()
+        if V.check_orthonormal(self.W, "W0", np.inf) > self.reortho_tol / 100:
+            self._kernel.reorthonormalize(self.W)
+        self._kernel.set_state((0, 0, self.reortho_interval, 0, 0.0, 0.0))
+
+    # ----------------------------------------------------------------- kernel plumbing
+    def _make_kernel(self):
+        from . import _core
+
+        cls = _core.StiefelKernel64 if self.dtype == np.float64 else _core.StiefelKernel32
+        t = self.teacher
+        self._coef = np.ascontiguousarray(t.coef, dtype=self.dtype)
+        self._dirs = None if t.directions is None else np.ascontiguousarray(t.directions, dtype=self.dtype)
+        return cls(t.d, self.width, self.batch, self.lr, self._coef, self._dirs, t.noise, self.seed,
+                   self.reortho_tol, self.reortho_interval, 8, 1 << 22)
+
+    def _advance(self, steps: int, X=None, y=None) -> None:
+        if self.W.dtype != self.dtype or not self.W.flags.c_contiguous or self.W.shape != (self.teacher.d, self.width):
+            raise ValueError("W: the weights were replaced by an array of another shape, dtype or layout; "
+                             "assign into sim.W[...] instead")
+        before = self.steps_done
+        done, finite = self._kernel.advance(self.W, int(steps), X, y)
+        if not finite:
+            bad = before + done + 1
+            raise DivergenceError(
+                f"SGD step {bad} produced non-finite values (error or retraction overflowed); "
+                f"sim.W holds the last finite weights, those after step {bad - 1}", step=bad)
+
+    # ----------------------------------------------------------------- public stepping
+    def step(self, X, y=None) -> None:
+        """One SGD step per ``batch`` rows of X (rows are samples).
+
+        Labels come from the teacher (with its noise, drawn from the sample stream) unless
+        ``y`` is given.  X must have a multiple of ``batch`` rows.
+        """
+        X = V.float_array(X, "X", 2, shape=(None, self.teacher.d), dtype=self.dtype)
+        n = X.shape[0]
+        if n == 0 or n % self.batch:
+            raise ValueError(f"X: expected a positive multiple of batch={self.batch} rows, got {n}")
+        if y is not None:
+            y = V.float_array(y, "y", 1, shape=(n,), dtype=self.dtype)
+        self._advance(n // self.batch, X, y)
+
+    def run(self, steps: int, record=None, progress: bool = False, chunk_seconds: float = 0.25) -> Trajectory:
+        """Run ``steps`` SGD steps with samples drawn in the kernel.
+
+        Parameters
+        ----------
+        steps : int
+        record : array of int, optional
+            Step counts *within this call* (0 = now, ``steps`` = end) at which to record the
+            statistics of :class:`Trajectory`; default: only the end.
+        progress : bool
+            Show a progress bar (tqdm).
+        chunk_seconds : float
+            The kernel runs in chunks of about this length between which Python handles
+            progress and Ctrl-C; chunking never changes the result.
+
+        Returns
+        -------
+        Trajectory
+            If interrupted (KeyboardInterrupt), the statistics recorded so far are kept in
+            ``sim.last_trajectory`` before the exception propagates; the simulator stays
+            consistent and can continue.
+        """
+        steps = V.positive_int(steps, "steps", minimum=0)
+        rec = _record_points(record, steps)
+        start = self.steps_done
+        rows: list[tuple] = []
+        self.last_trajectory = None
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=steps, unit="step", unit_scale=True, desc="StiefelSGD", leave=True)
+        per_step = None
+        try:
+            for target in rec:
+                while self.steps_done - start < target:
+                    remaining = int(target - (self.steps_done - start))
+                    n = remaining if per_step is None else max(1, min(remaining, int(chunk_seconds / per_step)))
+                    n = min(n, 64) if per_step is None else n
+                    t0 = _time.perf_counter()
+                    self._advance(n)
+                    dt = _time.perf_counter() - t0
+                    per_step = max(dt / n, 1e-9)
+                    if bar is not None:
+                        bar.update(n)
+                rows.append(self._stats())
+                self.last_trajectory = _traj(rows, self.lr)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.last_trajectory
+
+    # ----------------------------------------------------------------- observables
+    @property
+    def steps_done(self) -> int:
+        return int(self._kernel.get_state()[0])
+
+    @property
+    def time(self) -> float:
+        """t = lr * steps_done."""
+        return self.lr * self.steps_done
+
+    @property
+    def reortho_stats(self) -> dict:
+        """Re-orthonormalisation bookkeeping: count, current interval, and the largest
+        max|W^T W - I| measured before a correction (the worst drift the run has had)."""
+        t, since, interval, n, mx, last = self._kernel.get_state()
+        return {"count": int(n), "interval": int(interval), "steps_since": int(since),
+                "max_drift": float(mx), "last_drift": float(last)}
+
+    def projection(self) -> np.ndarray:
+        """U = Theta^T W (r x N), float64."""
+        return self.teacher.project(self.W)
+
+    def overlap(self) -> np.ndarray:
+        """G = Theta^T W W^T Theta (r x r)."""
+        U = self.projection()
+        return U @ U.T
+
+    def alignment(self) -> np.ndarray:
+        """A_j = G_jj = ||W^T theta_j||^2 (length r)."""
+        U = self.projection()
+        return np.einsum("ij,ij->i", U, U)
+
+    def risk(self) -> float:
+        """R(W) = 1 - tr((G Lambda)^2) / tr(Lambda^2)  (MODEL.md §1), in O(r N^2)."""
+        return self.teacher.risk_of_overlap(self.projection())
+
+    def orth_error(self) -> float:
+        """max|W^T W - I| (float64 arithmetic)."""
+        W = self.W.astype(np.float64, copy=False)
+        return float(np.max(np.abs(W.T @ W - np.eye(self.width))))
+
+    def _stats(self):
+        U = self.projection()
+        return (self.steps_done, self.teacher.risk_of_overlap(U), np.einsum("ij,ij->i", U, U), self.orth_error())
+
+    # ----------------------------------------------------------------- checkpoints
+    def __getstate__(self):
+        return {
+            "version": 1,
+            "teacher": self.teacher, "width": self.width, "lr": self.lr, "batch": self.batch,
+            "seed": self.seed, "dtype": self.dtype.str, "reortho_tol": self.reortho_tol,
+            "reortho_interval": self.reortho_interval, "W": self.W, "kernel_state": self._kernel.get_state(),
+        }
+
+    def __setstate__(self, st):
+        if st.get("version") != 1:
+            raise ValueError(f"checkpoint: unsupported StiefelSGD state version {st.get('version')!r}")
+        self.teacher = st["teacher"]
+        self.width, self.lr, self.batch, self.seed = st["width"], st["lr"], st["batch"], st["seed"]
+        self.dtype = np.dtype(st["dtype"])
+        self.reortho_tol, self.reortho_interval = st["reortho_tol"], st["reortho_interval"]
+        self.W = np.ascontiguousarray(st["W"], dtype=self.dtype)
+        self._kernel = self._make_kernel()
+        self._kernel.set_state(tuple(st["kernel_state"]))
+
+    def __repr__(self) -> str:
+        return (f"StiefelSGD(d={self.teacher.d}, width={self.width}, r={self.teacher.r}, lr={self.lr:g}, "
+                f"batch={self.batch}, dtype={self.dtype}, steps_done={self.steps_done})")
+
+
+def _traj(rows, lr) -> Trajectory:
+    steps = np.array([r[0] for r in rows], dtype=np.int64)
+    return Trajectory(steps=steps, time=lr * steps.astype(np.float64), risk=np.array([r[1] for r in rows]),
+                      alignment=np.array([r[2] for r in rows]), orth_error=np.array([r[3] for r in rows]))
