@@ -22,8 +22,7 @@ template <class T>
 class PyStiefel {
  public:
   PyStiefel(Index d, Index N, Index batch, double lr, CArr<T> coef, std::optional<CArr<T>> directions,
-            double noise, std::uint64_t seed, double tol, std::int64_t interval, std::int64_t min_interval,
-            std::int64_t max_interval)
+            double noise, std::uint64_t seed, double tol, std::int64_t max_interval, bool reortho)
       : coef_(std::move(coef)) {
     TeacherView<T> tv;
     tv.d = d;
@@ -36,7 +35,7 @@ class PyStiefel {
         throw py::value_error("directions must have shape (d, r)");
       tv.directions = dirs_.data();
     }
-    OrthoPolicy pol{tol, interval, min_interval, max_interval};
+    OrthoPolicy pol{tol, max_interval, reortho};
     k_ = std::make_unique<StiefelKernel<T>>(d, N, batch, lr, tv, seed, pol);
   }
 
@@ -85,16 +84,18 @@ class PyStiefel {
 
   py::tuple get_state() const {
     const auto& s = k_->state();
-    return py::make_tuple(s.t, s.since, s.interval, s.n_reortho, s.max_drift, s.last_drift);
+    return py::make_tuple(s.t, s.since, s.n_reortho, s.n_probe, s.max_drift, s.last_drift, s.est, s.logbound);
   }
   void set_state(py::tuple st) {
     auto& s = k_->state();
     s.t = st[0].cast<std::int64_t>();
     s.since = st[1].cast<std::int64_t>();
-    s.interval = st[2].cast<std::int64_t>();
-    s.n_reortho = st[3].cast<std::int64_t>();
+    s.n_reortho = st[2].cast<std::int64_t>();
+    s.n_probe = st[3].cast<std::int64_t>();
     s.max_drift = st[4].cast<double>();
     s.last_drift = st[5].cast<double>();
+    s.est = st[6].cast<double>();
+    s.logbound = st[7].cast<double>();
   }
 
  private:
@@ -107,10 +108,10 @@ template <class T>
 void bind_one(py::module_& m, const char* name) {
   py::class_<PyStiefel<T>>(m, name)
       .def(py::init<Index, Index, Index, double, CArr<T>, std::optional<CArr<T>>, double, std::uint64_t, double,
-                    std::int64_t, std::int64_t, std::int64_t>(),
+                    std::int64_t, bool>(),
            py::arg("d"), py::arg("width"), py::arg("batch"), py::arg("lr"), py::arg("coef").noconvert(),
-           py::arg("directions").noconvert(), py::arg("noise"), py::arg("seed"), py::arg("tol"), py::arg("interval"),
-           py::arg("min_interval"), py::arg("max_interval"))
+           py::arg("directions").noconvert(), py::arg("noise"), py::arg("seed"), py::arg("tol"), py::arg("max_interval"),
+           py::arg("reortho"))
       .def("advance", &PyStiefel<T>::advance, py::arg("W").noconvert(), py::arg("steps"),
            py::arg("X").noconvert() = py::none(), py::arg("y").noconvert() = py::none())
       .def("reorthonormalize", &PyStiefel<T>::reorthonormalize, py::arg("W").noconvert())

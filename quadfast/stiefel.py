@@ -129,9 +129,14 @@ class StiefelSGD:
         Precision of the weights, samples and kernel arithmetic (B x B algebra is float64).
     reortho_tol : float, optional
         Target for max|W^T W - I| (default 1e-12 for float64, 1e-5 for float32).
-    reortho_interval : int
-        Initial number of steps between full polar re-orthonormalisations; it then adapts
-        to the measured drift (see README, "Re-orthonormalisation").
+    reortho_max_interval : int
+        Most steps between two full polar re-orthonormalisations W <- W (W^T W)^{-1/2}
+        (N x N symmetric eigendecomposition).  Corrections are otherwise triggered by the
+        drift control of README "Re-orthonormalisation": a per-step bound on the growth of
+        W^T W - I, cheap O(dN) probes when the bound nears tol, and a full correction when a
+        probe exceeds tol / 8.
+    reortho : bool
+        False disables re-orthonormalisation (for studying the drift only).
 
     Attributes
     ----------
@@ -142,7 +147,8 @@ class StiefelSGD:
     """
 
     def __init__(self, teacher: Teacher, width: int, lr: float, batch: int = 1, seed: int = 0, W0=None,
-                 dtype=np.float64, reortho_tol: float | None = None, reortho_interval: int = 1000):
+                 dtype=np.float64, reortho_tol: float | None = None, reortho_max_interval: int = 1 << 22,
+                 reortho: bool = True):
         if not isinstance(teacher, Teacher):
             raise TypeError(f"teacher: expected a quadfast.Teacher, got {type(teacher).__name__}")
         self.teacher = teacher
@@ -153,7 +159,8 @@ class StiefelSGD:
         self.seed = V.seed_int(seed)
         self.dtype = V.as_dtype(dtype)
         self.reortho_tol = _DEFAULT_TOL[self.dtype] if reortho_tol is None else V.positive_float(reortho_tol, "reortho_tol")
-        self.reortho_interval = V.positive_int(reortho_interval, "reortho_interval")
+        self.reortho_max_interval = V.positive_int(reortho_max_interval, "reortho_max_interval")
+        self.reortho = bool(reortho)
         if W0 is None:
             W = haar_stiefel(d, self.width, self.seed).astype(self.dtype)
         else:
@@ -164,7 +171,7 @@ class StiefelSGD:
         self._kernel = self._make_kernel()
         if V.check_orthonormal(self.W, "W0", np.inf) > self.reortho_tol / 100:
             self._kernel.reorthonormalize(self.W)
-        self._kernel.set_state((0, 0, self.reortho_interval, 0, 0.0, 0.0))
+        self._kernel.set_state((0, 0, 0, 0, 0.0, 0.0, self._kernel.get_state()[6], 0.0))
 
     # ----------------------------------------------------------------- kernel plumbing
     def _make_kernel(self):
@@ -175,7 +182,7 @@ class StiefelSGD:
         self._coef = np.ascontiguousarray(t.coef, dtype=self.dtype)
         self._dirs = None if t.directions is None else np.ascontiguousarray(t.directions, dtype=self.dtype)
         return cls(t.d, self.width, self.batch, self.lr, self._coef, self._dirs, t.noise, self.seed,
-                   self.reortho_tol, self.reortho_interval, 8, 1 << 22)
+                   self.reortho_tol, self.reortho_max_interval, self.reortho)
 
     def _advance(self, steps: int, X=None, y=None) -> None:
         if self.W.dtype != self.dtype or not self.W.flags.c_contiguous or self.W.shape != (self.teacher.d, self.width):
@@ -268,11 +275,12 @@ class StiefelSGD:
 
     @property
     def reortho_stats(self) -> dict:
-        """Re-orthonormalisation bookkeeping: count, current interval, and the largest
-        max|W^T W - I| measured before a correction (the worst drift the run has had)."""
-        t, since, interval, n, mx, last = self._kernel.get_state()
-        return {"count": int(n), "interval": int(interval), "steps_since": int(since),
-                "max_drift": float(mx), "last_drift": float(last)}
+        """Re-orthonormalisation bookkeeping: full corrections (`count`), O(dN) probes,
+        steps since the last correction, and the largest max|W^T W - I| measured before a
+        correction (`max_drift`, the worst drift the run has had at a correction)."""
+        t, since, n, probes, mx, last, est, logb = self._kernel.get_state()
+        return {"count": int(n), "probes": int(probes), "steps_since": int(since),
+                "max_drift": float(mx), "last_drift": float(last), "estimate": float(est)}
 
     def projection(self) -> np.ndarray:
         """U = Theta^T W (r x N), float64."""
@@ -307,7 +315,8 @@ class StiefelSGD:
             "version": 1,
             "teacher": self.teacher, "width": self.width, "lr": self.lr, "batch": self.batch,
             "seed": self.seed, "dtype": self.dtype.str, "reortho_tol": self.reortho_tol,
-            "reortho_interval": self.reortho_interval, "W": self.W, "kernel_state": self._kernel.get_state(),
+            "reortho_max_interval": self.reortho_max_interval, "reortho": self.reortho, "W": self.W,
+            "kernel_state": self._kernel.get_state(),
         }
 
     def __setstate__(self, st):
@@ -316,7 +325,8 @@ class StiefelSGD:
         self.teacher = st["teacher"]
         self.width, self.lr, self.batch, self.seed = st["width"], st["lr"], st["batch"], st["seed"]
         self.dtype = np.dtype(st["dtype"])
-        self.reortho_tol, self.reortho_interval = st["reortho_tol"], st["reortho_interval"]
+        self.reortho_tol, self.reortho_max_interval = st["reortho_tol"], st["reortho_max_interval"]
+        self.reortho = st["reortho"]
         self.W = np.ascontiguousarray(st["W"], dtype=self.dtype)
         self._kernel = self._make_kernel()
         self._kernel.set_state(tuple(st["kernel_state"]))

@@ -21,30 +21,35 @@
 
 namespace quadfast {
 
-// Re-orthonormalisation policy.  The closed-form retraction assumes W^T W = I, so rounding
-// drift in W^T W - I grows geometrically (MODEL.md §2).  Every `interval` steps the kernel
-// measures drift = max|W^T W - I| and applies the full polar factor
-// W <- W (W^T W)^{-1/2} through the N x N symmetric eigendecomposition.  The interval
-// adapts to the measured drift (it is a function of the trajectory only, so runs stay
-// reproducible): it shrinks by 2 when drift > tol / 10 and grows by 3/2 when
-// drift < tol / 100, within [min_interval, max_interval].  Between two corrections the
-// drift grows monotonically, so the drift measured just before a correction is the
-// largest the run has had since the previous one: `max_drift` records it.
+// Re-orthonormalisation policy.  The closed-form retraction assumes W^T W = I, so the
+// error E = W^T W - I is carried along and amplified: for batch 1,
+//   W+ = W (I + cp z z^T) + ga x z^T  with  x^T W = z^T  exactly, hence
+//   E+ = M E M,  M = I + cp z z^T,  ||E+|| <= ||M||^2 ||E||,  ||M|| = max(1, |1 + cp ||z||^2|);
+// for batch B, W+ = W M + X^T R with M = I + Z Phi (see advance_batch) and E+ = M^T E M.
+// The kernel accumulates log ||M||^2 every step (O(1) for B = 1, O(N B^2) for B > 1): a
+// guaranteed bound on how much the drift can have grown since it was last estimated.
+// When estimate * growth bound exceeds tol / 4, it probes the drift in O(d N) (one pass):
+// ||E r|| for a fresh random unit r estimates ||E||_F / sqrt(N), so 2 sqrt(N) ||E r|| is
+// the new estimate; only if that exceeds tol / 8 does it apply the full polar factor
+// W <- W (W^T W)^{-1/2} (N x N symmetric eigendecomposition, O(d N^2)), after measuring
+// drift = max|W^T W - I| exactly.  Everything is a function of the trajectory, so runs
+// stay reproducible.  `max_interval` caps the steps between two full corrections.
 struct OrthoPolicy {
   double tol = 1e-12;
-  std::int64_t interval = 1000;
-  std::int64_t min_interval = 8;
-  std::int64_t max_interval = 1 << 20;
+  std::int64_t max_interval = std::int64_t(1) << 22;
+  bool enabled = true;
 };
 
 // Everything that a checkpoint needs besides W and the construction arguments.
 struct KernelState {
   std::int64_t t = 0;          // SGD steps taken so far (the sample-stream counter)
-  std::int64_t since = 0;      // steps since the last re-orthonormalisation
-  std::int64_t interval = 1000;
-  std::int64_t n_reortho = 0;
-  double max_drift = 0.0;      // largest drift measured before a correction
+  std::int64_t since = 0;      // steps since the last full re-orthonormalisation
+  std::int64_t n_reortho = 0;  // full corrections so far
+  std::int64_t n_probe = 0;    // O(dN) drift probes so far
+  double max_drift = 0.0;      // largest max|W^T W - I| measured before a correction
   double last_drift = 0.0;
+  double est = 0.0;            // current drift estimate (at the last probe or correction)
+  double logbound = 0.0;       // log of the guaranteed growth factor since then
 };
 
 struct AdvanceResult {
@@ -68,7 +73,6 @@ class StiefelKernel {
     if (batch < 1) throw std::invalid_argument("batch must be >= 1");
     if (!(lr > 0.0) || !std::isfinite(lr)) throw std::invalid_argument("lr must be finite and > 0");
     if (teacher.d != d) throw std::invalid_argument("teacher dimension differs from d");
-    state_.interval = policy.interval;
     xbuf_[0].resize(B_ * d_);
     xbuf_[1].resize(B_ * d_);
     if (B_ == 1) {
@@ -89,17 +93,21 @@ class StiefelKernel {
       M_.resize(B_, B_);
       AQ_.resize(N_, B_);
       HT_.resize(B_, B_);
+      PhiT_.resize(B_, N_);
       smallT_.resize(B_, B_);
       eT_.resize(B_);
       tmpB_.resize(B_, B_);
       hvec_.resize(B_);
       small_eig_ = Eigen::SelfAdjointEigenSolver<Dmat>(B_);
     }
-    WtW_.resize(N_, N_);
     Rpolar_.resize(N_, N_);
-    blk_.resize(kRowBlock, N_);
+    blkd_.resize(kRowBlock, N_);
+    blkd2_.resize(kRowBlock, N_);
     big_eig_ = Eigen::SelfAdjointEigenSolver<Dmat>(N_);
     WtWd_.resize(N_, N_);
+    probe_r_.resize(N_);
+    probe_acc_.resize(N_);
+    state_.est = floor_drift();
   }
 
   Index d() const noexcept { return d_; }
@@ -140,26 +148,46 @@ class StiefelKernel {
     return B_ == 1 ? advance_rank1(W, steps, X, y) : advance_batch(W, steps, X, y);
   }
 
-  // Full polar re-orthonormalisation W <- W (W^T W)^{-1/2}.  Returns max|W^T W - I|
-  // measured before the correction.
+  // Full polar re-orthonormalisation W <- W (W^T W)^{-1/2}, in double precision whatever
+  // T is (float32 rounding in a length-d sum would otherwise swamp a 1e-5 target).
+  // Returns max|W^T W - I| measured before the correction.
   double reorthonormalize(T* W) {
     MapW Wm(W, d_, N_);
-    WtW_.setZero();
-    WtW_.template selfadjointView<Eigen::Lower>().rankUpdate(Wm.transpose());
-    WtWd_ = WtW_.template selfadjointView<Eigen::Lower>().toDenseMatrix().template cast<double>();
-    const double drift = (WtWd_ - Dmat::Identity(N_, N_)).cwiseAbs().maxCoeff();
-    big_eig_.compute(WtWd_);
-    const Dvec& ev = big_eig_.eigenvalues();
-    // (W^T W)^{-1/2} = Q diag(ev^{-1/2}) Q^T
-    WtWd_.noalias() = big_eig_.eigenvectors() * ev.cwiseSqrt().cwiseInverse().asDiagonal() *
-                      big_eig_.eigenvectors().transpose();
-    Rpolar_ = WtWd_.template cast<T>();
+    WtWd_.setZero();
     for (Index i0 = 0; i0 < d_; i0 += kRowBlock) {
       const Index nb = std::min<Index>(kRowBlock, d_ - i0);
-      blk_.topRows(nb).noalias() = Wm.middleRows(i0, nb) * Rpolar_;
-      Wm.middleRows(i0, nb) = blk_.topRows(nb);
+      blkd_.topRows(nb) = Wm.middleRows(i0, nb).template cast<double>();
+      WtWd_.template selfadjointView<Eigen::Lower>().rankUpdate(blkd_.topRows(nb).transpose());
+    }
+    WtWd_.template triangularView<Eigen::StrictlyUpper>() = WtWd_.transpose();
+    const double drift = (WtWd_ - Dmat::Identity(N_, N_)).cwiseAbs().maxCoeff();
+    big_eig_.compute(WtWd_);
+    // (W^T W)^{-1/2} = Q diag(ev^{-1/2}) Q^T
+    Rpolar_.noalias() = big_eig_.eigenvectors() * big_eig_.eigenvalues().cwiseSqrt().cwiseInverse().asDiagonal() *
+                        big_eig_.eigenvectors().transpose();
+    for (Index i0 = 0; i0 < d_; i0 += kRowBlock) {
+      const Index nb = std::min<Index>(kRowBlock, d_ - i0);
+      blkd_.topRows(nb) = Wm.middleRows(i0, nb).template cast<double>();
+      blkd2_.topRows(nb).noalias() = blkd_.topRows(nb) * Rpolar_;
+      Wm.middleRows(i0, nb) = blkd2_.topRows(nb).template cast<T>();
     }
     return drift;
+  }
+
+  // One-pass estimate of max|W^T W - I|: 2 sqrt(N) ||(W^T W - I) r|| for a fresh random
+  // unit vector r (stream n_probe of a generator keyed apart from the samples).
+  double probe_drift(const T* W) {
+    for (Index j = 0; j < N_; ++j)
+      probe_r_[j] = rng::normal_at(seed_ ^ 0xA5A5F00DULL, static_cast<std::uint64_t>(state_.n_probe), j);
+    probe_r_ /= probe_r_.norm();
+    probe_acc_.setZero();
+    for (Index i = 0; i < d_; ++i) {
+      const T* w = W + i * N_;
+      double s = 0.0;
+      for (Index j = 0; j < N_; ++j) s += static_cast<double>(w[j]) * probe_r_[j];
+      for (Index j = 0; j < N_; ++j) probe_acc_[j] += s * static_cast<double>(w[j]);
+    }
+    return 2.0 * std::sqrt(static_cast<double>(N_)) * (probe_acc_ - probe_r_).norm();
   }
 
   // The N x B matrix Z = W^T X^T (or z = W^T x) as the kernels accumulate it, row by row
@@ -179,19 +207,29 @@ class StiefelKernel {
     ++state_.since;
   }
 
-  // Returns true if a correction was applied (the caller must then recompute z / Z).
-  bool maybe_reorthonormalize(T* W) {
-    if (state_.since < state_.interval) return false;
+  // Rounding floor of max|W^T W - I| right after a correction.
+  static double floor_drift() noexcept { return 8.0 * std::numeric_limits<T>::epsilon(); }
+
+  // Called after every step with log ||M||^2 of that step.  Returns true if W was
+  // re-orthonormalised (the caller must then recompute z / Z).
+  bool ortho_control(T* W, double log_growth) {
+    if (!policy_.enabled) return false;
+    state_.logbound += log_growth;
+    const bool due = state_.since >= policy_.max_interval;
+    if (!due) {
+      if (state_.est * std::exp(state_.logbound) <= policy_.tol / 4) return false;
+      state_.est = std::max(probe_drift(W), floor_drift());
+      state_.logbound = 0.0;
+      ++state_.n_probe;
+      if (state_.est <= policy_.tol / 8) return false;
+    }
     const double drift = reorthonormalize(W);
     state_.since = 0;
     ++state_.n_reortho;
     state_.last_drift = drift;
     state_.max_drift = std::max(state_.max_drift, drift);
-    if (drift > policy_.tol / 10) {
-      state_.interval = std::max(policy_.min_interval, state_.interval / 2);
-    } else if (drift < policy_.tol / 100) {
-      state_.interval = std::min(policy_.max_interval, state_.interval + state_.interval / 2);
-    }
+    state_.est = floor_drift();
+    state_.logbound = 0.0;
     return true;
   }
 
@@ -238,9 +276,9 @@ class StiefelKernel {
       rowpass::fused_rows_dispatch<T>(W, d_, N_, z_.data(), x, ga, cp, xn, znext_.data());
       after_step();
       ++res.steps_done;
-      if (maybe_reorthonormalize(W) && has_next) {
-        accumulate_z(Wm, xn, znext_);
-      }
+      // E+ = M E M with M = I + cp z z^T: ||M||^2 = max(1, |1 + cp ||z||^2|)^2
+      const double mnorm = std::max(1.0, std::abs(1.0 + (c - g * a) * zz));
+      if (ortho_control(W, 2.0 * std::log(mnorm)) && has_next) accumulate_z(Wm, xn, znext_);
       if (has_next) {
         std::swap(z_, znext_);
         x = xn;
@@ -340,7 +378,18 @@ class StiefelKernel {
       }
       after_step();
       ++res.steps_done;
-      if (maybe_reorthonormalize(W) && has_next) accumulate_Z(Wm, Xn, Znext_);
+      // W+ = W (I + Z Phi) + X^T R with Phi = -g diag(e) (Z^T + H C) + (L Q) C, and X W = Z^T,
+      // so E+ = M^T E M with M = I + Z Phi; ||M|| <= 1 + ||Z||_F ||Phi||_F.
+      double log_growth = 0.0;
+      if (policy_.enabled) {
+        PhiT_ = S_.topRows(B_);
+        PhiT_.noalias() += HT_ * S_.bottomRows(B_);
+        PhiT_ = (T(-g) * eT_).asDiagonal() * PhiT_;
+        smallT_ = tmpB_.template cast<T>();  // L Q
+        PhiT_.noalias() += smallT_ * S_.bottomRows(B_);
+        log_growth = 2.0 * std::log1p(static_cast<double>(Z_.norm()) * static_cast<double>(PhiT_.norm()));
+      }
+      if (ortho_control(W, log_growth) && has_next) accumulate_Z(Wm, Xn, Znext_);
       if (has_next) {
         std::swap(Z_, Znext_);
         Xc = Xn;
@@ -363,13 +412,13 @@ class StiefelKernel {
   // batch B
   Mat Z_, Znext_, R_, S_, P_, UY_, AQ_;
   Dvec e_, hvec_;
-  Mat HT_, smallT_;
+  Mat HT_, smallT_, PhiT_;
   Vec<T> eT_;
   Dmat GX_, GZ_, K_, L_, M_, tmpB_;
   Eigen::SelfAdjointEigenSolver<Dmat> small_eig_;
   // re-orthonormalisation
-  Mat WtW_, Rpolar_, blk_;
-  Dmat WtWd_;
+  Dmat WtWd_, Rpolar_, blkd_, blkd2_;
+  Dvec probe_r_, probe_acc_;
   Eigen::SelfAdjointEigenSolver<Dmat> big_eig_;
 };
 
