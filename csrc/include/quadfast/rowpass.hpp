@@ -16,44 +16,63 @@ namespace rowpass {
 template <class T>
 inline constexpr int kLanes = static_cast<int>(64 / sizeof(T));
 
+// Reduction of L partial sums in a fixed tree order.
 template <class T>
-inline T dot_fixed(const T* __restrict a, const T* __restrict b, std::ptrdiff_t n) noexcept {
+inline T reduce_lanes(T* acc) noexcept {
   constexpr int L = kLanes<T>;
-  T acc[L];
-  for (int l = 0; l < L; ++l) acc[l] = T(0);
-  std::ptrdiff_t j = 0;
-  for (; j + L <= n; j += L)
-    for (int l = 0; l < L; ++l) acc[l] += a[j + l] * b[j + l];
-  for (int l = 0; j + l < n; ++l) acc[l] += a[j + l] * b[j + l];
   for (int w = L / 2; w >= 1; w /= 2)
     for (int l = 0; l < w; ++l) acc[l] = acc[l] + acc[l + w];
   return acc[0];
 }
 
+// Dot products of R consecutive rows with z, each with the fixed lane structure; the R
+// chains are independent, which hides the add latency.
+template <class T, int R>
+inline void dot_rows(const T* __restrict w, std::ptrdiff_t N, const T* __restrict z, T* out) noexcept {
+  constexpr int L = kLanes<T>;
+  T acc[R][L];
+  for (int k = 0; k < R; ++k)
+    for (int l = 0; l < L; ++l) acc[k][l] = T(0);
+  std::ptrdiff_t j = 0;
+  for (; j + L <= N; j += L)
+    for (int k = 0; k < R; ++k)
+      for (int l = 0; l < L; ++l) acc[k][l] += w[k * N + j + l] * z[j + l];
+  for (int k = 0; k < R; ++k)
+    for (int l = 0; j + l < N; ++l) acc[k][l] += w[k * N + j + l] * z[j + l];
+  for (int k = 0; k < R; ++k) out[k] = reduce_lanes<T>(acc[k]);
+}
+
 // For rows i of W (row-major d x N):  p = W_i . z;  v = ga x_i + cp p;  W_i += v z;
-// and, if xn != nullptr, zn += xn_i W_i (the next step's z, accumulated from the new row).
+// and, if xn != nullptr, zn += xn_i W_i (the next step's z, accumulated from the new row,
+// rows in order).  Rows go in groups of 4 (then singly), which changes no operation.
 template <class T>
 inline void fused_rows(T* __restrict W, std::ptrdiff_t d, std::ptrdiff_t N, const T* __restrict z,
                        const T* __restrict x, T ga, T cp, const T* __restrict xn, T* __restrict zn) noexcept {
-  if (xn != nullptr) {
-    for (std::ptrdiff_t i = 0; i < d; ++i) {
-      T* __restrict w = W + i * N;
-      const T p = dot_fixed(w, z, N);
-      const T v = ga * x[i] + cp * p;
-      const T xi = xn[i];
+  constexpr int R = 4;
+  std::ptrdiff_t i = 0;
+  T p[R];
+  for (; i + R <= d; i += R) {
+    T* __restrict w = W + i * N;
+    dot_rows<T, R>(w, N, z, p);
+    T v[R];
+    for (int k = 0; k < R; ++k) v[k] = ga * x[i + k] + cp * p[k];
+    for (int k = 0; k < R; ++k)
+      for (std::ptrdiff_t j = 0; j < N; ++j) w[k * N + j] = w[k * N + j] + v[k] * z[j];
+    if (xn != nullptr) {
       for (std::ptrdiff_t j = 0; j < N; ++j) {
-        const T wj = w[j] + v * z[j];
-        w[j] = wj;
-        zn[j] += xi * wj;
+        T acc = zn[j];
+        for (int k = 0; k < R; ++k) acc = acc + xn[i + k] * w[k * N + j];
+        zn[j] = acc;
       }
     }
-  } else {
-    for (std::ptrdiff_t i = 0; i < d; ++i) {
-      T* __restrict w = W + i * N;
-      const T p = dot_fixed(w, z, N);
-      const T v = ga * x[i] + cp * p;
-      for (std::ptrdiff_t j = 0; j < N; ++j) w[j] += v * z[j];
-    }
+  }
+  for (; i < d; ++i) {
+    T* __restrict w = W + i * N;
+    dot_rows<T, 1>(w, N, z, p);
+    const T v = ga * x[i] + cp * p[0];
+    for (std::ptrdiff_t j = 0; j < N; ++j) w[j] = w[j] + v * z[j];
+    if (xn != nullptr)
+      for (std::ptrdiff_t j = 0; j < N; ++j) zn[j] = zn[j] + xn[i] * w[j];
   }
 }
 

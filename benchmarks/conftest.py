@@ -1,0 +1,67 @@
+"""Collects per-step timings from the benchmarks of one run and prints the ratios
+(quadfast vs the NumPy references) measured in that same process.
+
+The table is also written to ``benchmarks/results/<name>.md`` and ``.json`` (folder
+ignored by git) so that the README quotes exactly what a run measured.
+"""
+import json
+import os
+import platform
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+TIMINGS = defaultdict(dict)  # (group key) -> {implementation: seconds per step}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--quick", action="store_true", help="only the smallest sizes (a smoke run)")
+
+
+@pytest.fixture
+def record_per_step(request):
+    def record(key, impl, benchmark, steps_per_round):
+        st = benchmark.stats.stats if benchmark.stats is not None else None
+        if st is None:  # --benchmark-disable
+            return
+        TIMINGS[key][impl] = st.min / steps_per_round
+    return record
+
+
+def _cpu():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not TIMINGS:
+        return
+    from quadfast import _core
+
+    lines = [f"machine: {_cpu()}, {os.cpu_count()} cores, sampler {_core.sampler_isa()}",
+             "", "| case | quadfast (s/step) | NumPy rank-one (s/step) | reference (s/step) | vs rank-one | vs reference |",
+             "|---|---|---|---|---|---|"]
+    rows = []
+    for key in sorted(TIMINGS, key=str):
+        t = TIMINGS[key]
+        q, r1, ref = t.get("quadfast"), t.get("numpy_rank_one"), t.get("reference")
+        if q is None:
+            continue
+        fmt = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+        ratio = lambda v: "-" if v is None else f"{v / q:.1f}x"  # noqa: E731
+        lines.append(f"| {key} | {fmt(q)} | {fmt(r1)} | {fmt(ref)} | {ratio(r1)} | {ratio(ref)} |")
+        rows.append(dict(case=str(key), **t))
+    text = "\n".join(lines)
+    print("\n\nper-step times and ratios measured in this run\n" + text)
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    name = os.environ.get("QUADFAST_BENCH_NAME", "latest")
+    (out / f"{name}.md").write_text(text + "\n")
+    (out / f"{name}.json").write_text(json.dumps(dict(machine=_cpu(), cores=os.cpu_count(), rows=rows), indent=1))
