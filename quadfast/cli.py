@@ -95,7 +95,9 @@ def cmd_run(args) -> int:
         lr = args.lr_d / args.d
         steps = args.steps if args.steps is not None else int(round(args.t_max / lr))
         sim = qf.StiefelSGD(teacher, width, lr=lr, batch=args.batch, seed=args.seed, dtype=args.dtype)
-        record = qf.logspace_steps(max(steps, 1), max(args.records, 2))
+        # log-spaced over the last three decades of the run, where features emerge
+        first = max(1, steps // 1000)
+        record = np.unique(np.concatenate([[0], np.round(np.geomspace(first, max(steps, 1), max(args.records, 2)))]).astype(np.int64))
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from None
     _check_writable(args.out)

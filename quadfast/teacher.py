@@ -101,9 +101,10 @@ class Teacher:
         return th
 
     def project(self, W: np.ndarray) -> np.ndarray:
-        """U = Theta^T W (r x N): the first r rows of W in the canonical frame."""
+        """U = Theta^T W (r x N), a new float64 array (never a view of W, which kernels
+        update in place): the first r rows of W in the canonical frame."""
         if self.directions is None:
-            return np.asarray(W[: self.r], dtype=np.float64)
+            return np.array(W[: self.r], dtype=np.float64, copy=True)
         return self.directions.T @ np.asarray(W, dtype=np.float64)
 
     def label(self, X) -> np.ndarray:

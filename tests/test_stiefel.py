@@ -137,6 +137,15 @@ def test_run_equals_step_with_teacher_samples():
     assert np.array_equal(a.W, b.W)
 
 
+def test_projection_is_a_snapshot():
+    teacher = qf.Teacher.power_law(50, 0.5, 1.0)
+    sim = qf.StiefelSGD(teacher, 3, lr=1e-3)
+    U = sim.projection()
+    before = U.copy()
+    sim.run(50)
+    assert np.array_equal(U, before) and not np.array_equal(U, sim.projection())
+
+
 def test_weights_are_updated_in_place():
     teacher = qf.Teacher.power_law(50, 0.5, 1.0)
     sim = qf.StiefelSGD(teacher, 3, lr=1e-3)

@@ -1,0 +1,58 @@
+// A simulator that uses quadfast's C++ core with no Python: Stiefel online SGD on the
+// power-law teacher in the canonical frame, printing the risk
+//   R = 1 - tr((G Lambda)^2) / tr(Lambda^2),  G = U U^T,  U = first r rows of W.
+// Usage: stiefel_example [d] [width] [steps] [lr*d] [seed]
+#include <Eigen/Dense>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "quadfast/quadfast.hpp"
+
+int main(int argc, char** argv) {
+  using namespace quadfast;
+  const Index d = argc > 1 ? std::atol(argv[1]) : 256;
+  const Index N = argc > 2 ? std::atol(argv[2]) : 8;
+  const std::int64_t steps = argc > 3 ? std::atoll(argv[3]) : 200000;
+  const double lr = (argc > 4 ? std::atof(argv[4]) : 0.002) / static_cast<double>(d);
+  const std::uint64_t seed = argc > 5 ? std::strtoull(argv[5], nullptr, 10) : 1;
+  const Index r = N;
+
+  std::vector<double> coef(r);  // lambda_j ~ j^-1, ||lambda|| = 1
+  double nrm = 0;
+  for (Index j = 0; j < r; ++j) nrm += std::pow(j + 1.0, -2.0);
+  for (Index j = 0; j < r; ++j) coef[j] = std::pow(j + 1.0, -1.0) / std::sqrt(nrm);
+  TeacherView<double> teacher{d, r, coef.data(), nullptr, 0.0};
+
+  // Haar start: Q of the QR decomposition of a Gaussian matrix (signs fixed by diag R).
+  RowMat<double> G(d, N);
+  for (Index i = 0; i < d; ++i)
+    for (Index j = 0; j < N; ++j) G(i, j) = rng::normal_at(seed, 1u << 30, static_cast<std::uint64_t>(i * N + j));
+  Eigen::HouseholderQR<Eigen::MatrixXd> qr(G);
+  Eigen::MatrixXd Q = qr.householderQ() * Eigen::MatrixXd::Identity(d, N);
+  for (Index j = 0; j < N; ++j)
+    if (qr.matrixQR()(j, j) < 0) Q.col(j) *= -1.0;
+  RowMat<double> W = Q;  // row-major weights, updated in place by the kernel
+
+  StiefelKernel<double> sgd(d, N, /*batch=*/1, lr, teacher, seed);
+  auto risk = [&]() {
+    Eigen::Map<const Eigen::VectorXd> lam(coef.data(), r);
+    Eigen::MatrixXd U = W.topRows(r);
+    Eigen::MatrixXd S = U.transpose() * lam.asDiagonal() * U;
+    return 1.0 - S.squaredNorm() / lam.squaredNorm();
+  };
+  std::printf("step 0 risk %.6f\n", risk());
+  const std::int64_t chunk = steps / 10 > 0 ? steps / 10 : 1;
+  for (std::int64_t done = 0; done < steps; done += chunk) {
+    const auto res = sgd.advance(W.data(), std::min(chunk, steps - done));
+    if (!res.finite) {
+      std::printf("non-finite values at step %lld\n", static_cast<long long>(sgd.state().t + 1));
+      return 1;
+    }
+    std::printf("step %lld risk %.6f\n", static_cast<long long>(sgd.state().t), risk());
+  }
+  const double orth = (W.transpose() * W - Eigen::MatrixXd::Identity(N, N)).cwiseAbs().maxCoeff();
+  std::printf("orth_error %.3e\n", orth);
+  return 0;
+}
