@@ -43,9 +43,9 @@ def _cpu():
 def pytest_sessionfinish(session, exitstatus):
     if not TIMINGS:
         return
-    from quadfast import _core
+    from quadfast._ext import core as _core
 
-    lines = [f"machine: {_cpu()}, {os.cpu_count()} cores, sampler {_core.sampler_isa()}",
+    lines = [f"machine: {_cpu()}, {os.cpu_count()} cores, extension {_core.variant}",
              "", "| case | quadfast (s/step) | NumPy rank-one (s/step) | reference (s/step) | vs rank-one | vs reference |",
              "|---|---|---|---|---|---|"]
     rows = []

@@ -6,8 +6,15 @@ namespace py = pybind11;
 void bind_rng(py::module_& m);
 void bind_stiefel(py::module_& m);
 
-PYBIND11_MODULE(_core, m) {
+#ifndef QUADFAST_MODULE
+#define QUADFAST_MODULE _core
+#endif
+#define QUADFAST_STR2(x) #x
+#define QUADFAST_STR(x) QUADFAST_STR2(x)
+
+PYBIND11_MODULE(QUADFAST_MODULE, m) {
   m.doc() = "quadfast C++ kernels (private; use the quadfast package)";
+  m.attr("variant") = QUADFAST_STR(QUADFAST_MODULE);
   bind_rng(m);
   bind_stiefel(m);
 }

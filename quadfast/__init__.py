@@ -13,7 +13,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 try:
-    from . import _core  # noqa: F401
+    from ._ext import core as _core  # noqa: F401  (the best extension variant for this CPU)
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
         "quadfast's compiled extension (quadfast._core) could not be imported: was the extension built? "

@@ -31,7 +31,8 @@ class Result(dict):
 
 def machine_info() -> dict:
     """Processor, cores, platform and library versions (for the meta block)."""
-    from . import __version__, _core
+    from . import __version__
+    from ._ext import available, core as _core
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -45,7 +46,7 @@ def machine_info() -> dict:
     return {
         "cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
         "python": platform.python_version(), "numpy": np.__version__, "quadfast": __version__,
-        "sampler_isa": _core.sampler_isa(),
+        "extension": _core.variant, "extensions_available": available(), "sampler_isa": _core.sampler_isa(),
     }
 
 

@@ -175,7 +175,7 @@ class StiefelSGD:
 
     # ----------------------------------------------------------------- kernel plumbing
     def _make_kernel(self):
-        from . import _core
+        from ._ext import core as _core
 
         cls = _core.StiefelKernel64 if self.dtype == np.float64 else _core.StiefelKernel32
         t = self.teacher

@@ -119,7 +119,7 @@ class Teacher:
         Sample s (s = start .. start + n - 1) is stream s of the counter-based generator
         keyed by ``seed``; its noise deviate xi is element d of that stream.
         """
-        from . import _core
+        from ._ext import core as _core
 
         n = V.positive_int(n, "n")
         seed = V.seed_int(seed)

@@ -39,7 +39,7 @@ def test_standalone_example_builds_and_learns(tmp_path):
     assert orth < 1e-12
     # the same run through the Python facade: same sampler, same kernel, same numbers
     import quadfast as qf
-    from quadfast import _core
+    from quadfast._ext import core as _core
 
     d, N = 128, 4
     G = np.array([[_core.normal_at(3, 1 << 30, i * N + j) for j in range(N)] for i in range(d)])
