@@ -1,4 +1,5 @@
-"""Seconds per Stiefel SGD step, sampling included: the quadfast kernel, the same
+"""Seconds per Stiefel SGD step, sampling included: the quadfast kernel (its default,
+the blocked exact engine for batch 1, and the sequential one-pass kernel), the same
 closed-form rank-one step written in NumPy, and the NumPy reference (explicit Theta,
 projected gradient, eigh polar every step).  Batch 1, width N = r, float64.
 
@@ -39,12 +40,26 @@ def test_quadfast(benchmark, size, record_per_step):
     d, n = size
     teacher, W0 = _setup(d, n)
     sim = qf.StiefelSGD(teacher, n, lr=LR_D / d, W0=W0, seed=1)
-    steps = _steps(d, n, 4e8)
-    sim.run(1)
+    # whole blocks (the default engine is blocked: MODEL.md §3), at least four per round
+    steps = max(4, -(-_steps(d, n, 4e8) // sim.block)) * sim.block
+    sim.run(sim.block)
     benchmark.group = f"stiefel d={d} N={n}"
     benchmark.pedantic(sim.run, args=(steps,), rounds=5, iterations=1, warmup_rounds=1)
     assert sim.orth_error() < 1e-12
     record_per_step((d, n), "quadfast", benchmark, steps)
+
+
+def test_quadfast_sequential(benchmark, size, record_per_step):
+    """The sequential one-pass kernel (block=1), for comparison with the blocked default."""
+    d, n = size
+    teacher, W0 = _setup(d, n)
+    sim = qf.StiefelSGD(teacher, n, lr=LR_D / d, W0=W0, seed=1, block=1)
+    steps = _steps(d, n, 2e8)
+    sim.run(1)
+    benchmark.group = f"stiefel d={d} N={n}"
+    benchmark.pedantic(sim.run, args=(steps,), rounds=3, iterations=1, warmup_rounds=1)
+    assert sim.orth_error() < 1e-12
+    record_per_step((d, n), "quadfast_block1", benchmark, steps)
 
 
 def test_numpy_rank_one(benchmark, size, record_per_step):

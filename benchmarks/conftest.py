@@ -46,17 +46,17 @@ def pytest_sessionfinish(session, exitstatus):
     from quadfast._ext import core as _core
 
     lines = [f"machine: {_cpu()}, {os.cpu_count()} cores, extension {_core.variant}",
-             "", "| case | quadfast (s/step) | NumPy rank-one (s/step) | reference (s/step) | vs rank-one | vs reference |",
-             "|---|---|---|---|---|---|"]
+             "", "| (d, N) | quadfast (s/step) | quadfast block=1 | NumPy rank-one | reference | vs rank-one | vs reference |",
+             "|---|---|---|---|---|---|---|"]
     rows = []
     for key in sorted(TIMINGS, key=str):
         t = TIMINGS[key]
-        q, r1, ref = t.get("quadfast"), t.get("numpy_rank_one"), t.get("reference")
+        q, q1, r1, ref = t.get("quadfast"), t.get("quadfast_block1"), t.get("numpy_rank_one"), t.get("reference")
         if q is None:
             continue
         fmt = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
         ratio = lambda v: "-" if v is None else f"{v / q:.1f}x"  # noqa: E731
-        lines.append(f"| {key} | {fmt(q)} | {fmt(r1)} | {fmt(ref)} | {ratio(r1)} | {ratio(ref)} |")
+        lines.append(f"| {key} | {fmt(q)} | {fmt(q1)} | {fmt(r1)} | {fmt(ref)} | {ratio(r1)} | {ratio(ref)} |")
         rows.append(dict(case=str(key), **t))
     text = "\n".join(lines)
     print("\n\nper-step times and ratios measured in this run\n" + text)

@@ -22,7 +22,7 @@ template <class T>
 class PyStiefel {
  public:
   PyStiefel(Index d, Index N, Index batch, double lr, CArr<T> coef, std::optional<CArr<T>> directions,
-            double noise, std::uint64_t seed, double tol, std::int64_t max_interval, bool reortho)
+            double noise, std::uint64_t seed, double tol, std::int64_t max_interval, bool reortho, Index block)
       : coef_(std::move(coef)) {
     TeacherView<T> tv;
     tv.d = d;
@@ -36,7 +36,7 @@ class PyStiefel {
       tv.directions = dirs_.data();
     }
     OrthoPolicy pol{tol, max_interval, reortho};
-    k_ = std::make_unique<StiefelKernel<T>>(d, N, batch, lr, tv, seed, pol);
+    k_ = std::make_unique<StiefelKernel<T>>(d, N, batch, lr, tv, seed, pol, block);
   }
 
   void check_w(const CArr<T>& W) const {
@@ -108,10 +108,10 @@ template <class T>
 void bind_one(py::module_& m, const char* name) {
   py::class_<PyStiefel<T>>(m, name)
       .def(py::init<Index, Index, Index, double, CArr<T>, std::optional<CArr<T>>, double, std::uint64_t, double,
-                    std::int64_t, bool>(),
+                    std::int64_t, bool, Index>(),
            py::arg("d"), py::arg("width"), py::arg("batch"), py::arg("lr"), py::arg("coef").noconvert(),
            py::arg("directions").noconvert(), py::arg("noise"), py::arg("seed"), py::arg("tol"), py::arg("max_interval"),
-           py::arg("reortho"))
+           py::arg("reortho"), py::arg("block") = 1)
       .def("advance", &PyStiefel<T>::advance, py::arg("W").noconvert(), py::arg("steps"),
            py::arg("X").noconvert() = py::none(), py::arg("y").noconvert() = py::none())
       .def("reorthonormalize", &PyStiefel<T>::reorthonormalize, py::arg("W").noconvert())

@@ -22,10 +22,10 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 from . import reference  # noqa: E402
-from .stiefel import DivergenceError, StiefelSGD, Trajectory, haar_stiefel, logspace_steps  # noqa: E402
+from .stiefel import DivergenceError, StiefelSGD, Trajectory, default_block, haar_stiefel, logspace_steps  # noqa: E402
 from .teacher import Teacher, power_law_coef  # noqa: E402
 
 __all__ = [
-    "Teacher", "StiefelSGD", "Trajectory", "DivergenceError", "logspace_steps", "haar_stiefel",
+    "Teacher", "StiefelSGD", "Trajectory", "DivergenceError", "logspace_steps", "haar_stiefel", "default_block",
     "power_law_coef", "reference", "__version__",
 ]

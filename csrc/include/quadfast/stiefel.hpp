@@ -65,16 +65,38 @@ class StiefelKernel {
   using Dmat = Eigen::MatrixXd;
   using Dvec = Eigen::VectorXd;
 
+  // block > 1 (batch 1 only) selects the blocked exact engine of MODEL.md §3: k = block
+  // sequential steps per pass over W, carried out with matrix-matrix products.
   StiefelKernel(Index d, Index N, Index batch, double lr, const TeacherView<T>& teacher,
-                std::uint64_t seed, OrthoPolicy policy = {})
-      : d_(d), N_(N), B_(batch), lr_(lr), seed_(seed), policy_(policy), label_(teacher),
+                std::uint64_t seed, OrthoPolicy policy = {}, Index block = 1)
+      : d_(d), N_(N), B_(batch), K_blk_(block), lr_(lr), seed_(seed), policy_(policy), label_(teacher),
         table_(static_cast<std::size_t>(d)) {
+    if (block < 1) throw std::invalid_argument("block must be >= 1");
+    if (block > 1 && batch != 1) throw std::invalid_argument("the blocked engine needs batch == 1");
     if (d < 1 || N < 1 || N > d) throw std::invalid_argument("width must lie in 1..d");
     if (batch < 1) throw std::invalid_argument("batch must be >= 1");
     if (!(lr > 0.0) || !std::isfinite(lr)) throw std::invalid_argument("lr must be finite and > 0");
     if (teacher.d != d) throw std::invalid_argument("teacher dimension differs from d");
     xbuf_[0].resize(B_ * d_);
     xbuf_[1].resize(B_ * d_);
+    if (K_blk_ > 1) {
+      const Index k = K_blk_;
+      Xb_[0].resize(k * d_);
+      Xb_[1].resize(k * d_);
+      Pm_.resize(N_, k);
+      Pnext_.resize(N_, k);
+      Xg_.resize(k, k);
+      Bm_.resize(N_, k);
+      Am_.resize(k, k);
+      Zm_.resize(N_, k);
+      Zt_.resize(k, N_);
+      AZt_.resize(k, N_);
+      WB_.resize(kRowBlock, k);
+      uvec_.resize(k);
+      svec_.resize(k);
+      zvec_.resize(N_);
+      yblk_.resize(k);
+    }
     if (B_ == 1) {
       z_.resize(N_);
       znext_.resize(N_);
@@ -145,8 +167,11 @@ class StiefelKernel {
   // Stops early, with W holding the last finite weights, if a step would produce
   // non-finite values.
   AdvanceResult advance(T* W, std::int64_t steps, const T* X = nullptr, const T* y = nullptr) {
+    if (K_blk_ > 1) return advance_blocked(W, steps, X, y);
     return B_ == 1 ? advance_rank1(W, steps, X, y) : advance_batch(W, steps, X, y);
   }
+
+  Index block() const noexcept { return K_blk_; }
 
   // Full polar re-orthonormalisation W <- W (W^T W)^{-1/2}, in double precision whatever
   // T is (float32 rounding in a length-d sum would otherwise swamp a 1e-5 target).
@@ -215,6 +240,14 @@ class StiefelKernel {
   bool ortho_control(T* W, double log_growth) {
     if (!policy_.enabled) return false;
     state_.logbound += log_growth;
+    return ortho_act(W);
+  }
+  // Whether the growth bound (already accumulated) asks for a probe or a correction now.
+  bool ortho_wanted() const noexcept {
+    return policy_.enabled && (state_.since >= policy_.max_interval ||
+                               state_.est * std::exp(state_.logbound) > policy_.tol / 4);
+  }
+  bool ortho_act(T* W) {
     const bool due = state_.since >= policy_.max_interval;
     if (!due) {
       if (state_.est * std::exp(state_.logbound) <= policy_.tol / 4) return false;
@@ -231,6 +264,152 @@ class StiefelKernel {
     state_.est = floor_drift();
     state_.logbound = 0.0;
     return true;
+  }
+
+
+  // ---------------------------------------------------------------- blocked, batch = 1
+  // MODEL.md §3.  Within a block of k steps, W_j = W + (W B + X A) Z^T over the columns
+  // < j, with B (N x k), A (k x k, upper triangular) and Z (N x k, the z of each step):
+  //   z_j = P_j + Z (B^T P_j + A^T (X^T x_j)),   P = W^T X,
+  //   p_j = W (z_j + B s) + X (A s),   s = Z^T z_j,
+  //   v_j = ga x_j + cp p_j  ->  B_:j = cp (z_j + B s),  A_:j = cp A s + ga e_j,  Z_:j = z_j,
+  // and at the end W <- W + (W B) Z^T + X (A Z^T): O(N k + k^2) per step plus GEMMs.
+  // Blocks are aligned to absolute step multiples of k, so the way a run is split into
+  // calls changes nothing unless a call ends inside a block.
+  using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+
+  // P = W^T X for the k samples of a block (X as k rows of length d), over row blocks in order.
+  void accumulate_P(const MapW& Wm, const T* X, Index k, ColMat& P) const {
+    Eigen::Map<const ColMat> Xt(X, d_, k);
+    P.leftCols(k).setZero();
+    for (Index i0 = 0; i0 < d_; i0 += kRowBlock) {
+      const Index nb = std::min<Index>(kRowBlock, d_ - i0);
+      P.leftCols(k).noalias() += Wm.middleRows(i0, nb).transpose() * Xt.middleRows(i0, nb);
+    }
+  }
+
+  // Applies the first m steps of the block to W; if Xn != nullptr also accumulates the next
+  // block's P = W^T Xn (kn samples) from the updated rows.
+  void apply_block(MapW& Wm, const T* X, Index m, const T* Xn, Index kn) {
+    Eigen::Map<const ColMat> Xt(X, d_, m);
+    Zt_.topRows(m) = Zm_.leftCols(m).transpose();
+    AZt_.topRows(m).noalias() = Am_.topLeftCorner(m, m) * Zt_.topRows(m);
+    if (Xn != nullptr) Pnext_.leftCols(kn).setZero();
+    for (Index i0 = 0; i0 < d_; i0 += kRowBlock) {
+      const Index nb = std::min<Index>(kRowBlock, d_ - i0);
+      auto Wb = Wm.middleRows(i0, nb);
+      auto WB = WB_.topLeftCorner(nb, m);
+      WB.noalias() = Wb * Bm_.leftCols(m);
+      Wb.noalias() += WB * Zt_.topRows(m);
+      Wb.noalias() += Xt.middleRows(i0, nb) * AZt_.topRows(m);
+      if (Xn != nullptr) {
+        Eigen::Map<const ColMat> Xtn(Xn, d_, kn);
+        Pnext_.leftCols(kn).noalias() += Wb.transpose() * Xtn.middleRows(i0, nb);
+      }
+    }
+  }
+
+  AdvanceResult advance_blocked(T* W, std::int64_t steps, const T* X, const T* y) {
+    AdvanceResult res;
+    if (steps <= 0) return res;
+    MapW Wm(W, d_, N_);
+    const double Nd = static_cast<double>(N_);
+    const std::int64_t K = K_blk_;
+    auto block_len = [&](std::int64_t t_abs, std::int64_t left) {
+      return static_cast<Index>(std::min<std::int64_t>(K - (t_abs % K), left));
+    };
+    auto load = [&](std::int64_t k_off, std::int64_t t_abs, Index k, int buf) -> const T* {
+      if (X != nullptr) return X + k_off * d_;
+      for (Index j = 0; j < k; ++j) draw_samples(t_abs + j, Xb_[buf].data() + j * d_);
+      return Xb_[buf].data();
+    };
+    std::int64_t done = 0;
+    int cur = 0;
+    Index k = block_len(state_.t, steps);
+    const T* Xc = load(0, state_.t, k, cur);
+    accumulate_P(Wm, Xc, k, Pm_);
+    while (done < steps) {
+      Eigen::Map<const ColMat> Xt(Xc, d_, k);
+      Xg_.topLeftCorner(k, k).noalias() = Xt.transpose() * Xt;
+      for (Index j = 0; j < k; ++j)
+        yblk_[j] = (y != nullptr) ? static_cast<double>(y[done + j])
+                                  : teacher_label(Xc + j * d_, state_.t + j);
+      Index m = 0;  // steps of this block carried out
+      bool failed = false, probe = false;
+      for (Index j = 0; j < k; ++j) {
+        if (j == 0) {
+          zvec_ = Pm_.col(0);
+        } else {
+          uvec_.head(j).noalias() = Bm_.leftCols(j).transpose() * Pm_.col(j);
+          uvec_.head(j).noalias() += Am_.topLeftCorner(j, j).transpose() * Xg_.col(j).head(j);
+          zvec_ = Pm_.col(j);
+          zvec_.noalias() += Zm_.leftCols(j) * uvec_.head(j);
+        }
+        const double zz = zvec_.template cast<double>().squaredNorm();
+        const double xx = static_cast<double>(Xg_(j, j));
+        const double e = zz - Nd - yblk_[j];
+        const double g = -2.0 * lr_ * e;
+        const double u2 = g * g * std::max(xx - zz, 0.0);
+        const double sc = u2 * zz;
+        if (!std::isfinite(e) || !std::isfinite(sc)) {
+          failed = true;
+          break;
+        }
+        const double lg = -0.5 * std::log1p(sc);
+        const double a = std::exp(lg);
+        const double c = zz > 0.0 ? std::expm1(lg) / zz : 0.0;
+        const T ga = static_cast<T>(g * a), cp = static_cast<T>(c - g * a);
+        if (j > 0) {
+          svec_.head(j).noalias() = Zm_.leftCols(j).transpose() * zvec_;
+          Bm_.col(j) = zvec_;
+          Bm_.col(j).noalias() += Bm_.leftCols(j) * svec_.head(j);
+          Bm_.col(j) *= cp;
+          Am_.col(j).head(j).noalias() = Am_.topLeftCorner(j, j) * svec_.head(j);
+          Am_.col(j).head(j) *= cp;
+        } else {
+          Bm_.col(0) = cp * zvec_;
+        }
+        Am_.col(j).segment(j, k - j).setZero();  // rows j..k-1 (the column is K long)
+        Am_(j, j) = ga;
+        Zm_.col(j) = zvec_;
+        m = j + 1;
+        ++state_.t;
+        ++state_.since;
+        if (policy_.enabled) {
+          state_.logbound += 2.0 * std::log(std::max(1.0, std::abs(1.0 + (c - g * a) * zz)));
+          if (ortho_wanted()) {
+            probe = true;
+            break;
+          }
+        }
+      }
+      done += m;
+      res.steps_done += m;
+      // Next block: prefetch its samples and fuse its P into the update pass, unless this
+      // block was cut short (then the rest of its samples are re-read from the new W).
+      const bool full = (m == k) && !failed && !probe;
+      const bool more = done < steps && !failed;
+      Index kn = more ? block_len(state_.t, steps - done) : 0;
+      const T* Xn = nullptr;
+      if (more && full) Xn = load(done, state_.t, kn, cur ^ 1);
+      if (m > 0) apply_block(Wm, Xc, m, Xn, kn);
+      if (failed) {
+        res.finite = false;
+        return res;
+      }
+      bool recompute = !full && more;
+      if (probe && ortho_act(W)) recompute = more;
+      if (!more) break;
+      if (recompute) {
+        Xn = load(done, state_.t, kn, cur ^ 1);
+        accumulate_P(Wm, Xn, kn, Pnext_);
+      }
+      std::swap(Pm_, Pnext_);
+      Xc = Xn;
+      cur ^= 1;
+      k = kn;
+    }
+    return res;
   }
 
   // ---------------------------------------------------------------- batch = 1
@@ -399,7 +578,7 @@ class StiefelKernel {
     return res;
   }
 
-  Index d_, N_, B_;
+  Index d_, N_, B_, K_blk_;
   double lr_;
   std::uint64_t seed_;
   OrthoPolicy policy_;
@@ -407,6 +586,12 @@ class StiefelKernel {
   Labeler<T> label_;
   rng::PositionTable table_;
   Vec<T> xbuf_[2];
+  // blocked engine
+  std::vector<T> Xb_[2];
+  ColMat Pm_, Pnext_, Xg_, Bm_, Am_, Zm_;
+  Mat Zt_, AZt_, WB_;
+  Vec<T> uvec_, svec_, zvec_;
+  Eigen::VectorXd yblk_;
   // batch 1
   Vec<T> z_, znext_;
   // batch B
