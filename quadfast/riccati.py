@@ -207,7 +207,10 @@ def _start_from_inputs(coef, factor, G0, complement=None, rank=None):
         raise TypeError("give exactly one of factor= and G0=")
     if factor is not None:
         return _check_factor(factor, r, complement)
-    s = start_from_G0(G0, rank=rank)
+    g = _as_real_array(G0, "G0")
+    if g.shape != (r, r):
+        raise ValueError(f"G0 must have shape ({r}, {r}) to match coef, got {g.shape}")
+    s = start_from_G0(g, rank=rank)
     return s.factor, s.complement
 
 
@@ -608,7 +611,7 @@ def risk_from_G(coef, G):
     """``R = 1 - tr((G Lambda)^2) / tr(Lambda^2)`` for G of shape (..., r, r)."""
     lam = _check_coef(coef)
     G = np.asarray(G, dtype=np.float64)
-    GL = G * lam[None, :] if G.ndim == 2 else G * lam
+    GL = G * lam  # (G Lambda)_ij = G_ij lambda_j
     return 1.0 - np.einsum("...ij,...ji->...", GL, GL) / (lam @ lam)
 
 
