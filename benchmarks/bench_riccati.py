@@ -7,9 +7,13 @@ Run from the repository root::
 (CI runs it with ``--benchmark-disable`` as a correctness check.) Every benchmark
 asserts its result. Groups:
 
-* ``horizon-r256``: the whole emergence horizon at d = 1e4, r = N = 256, alpha = 1, at
-  accuracy 1e-8: closed form and Davison-Maki integrator against ``solve_ivp`` RK45
-  (rtol = atol = 1e-8, run once: it takes about a minute).
+* ``horizon-r256``: the whole emergence horizon at d = 1e4, r = N = 256, alpha = 1 (up to
+  1.5 x the time at which the weakest feature reaches alignment 0.999), accuracy 1e-8
+  against a tight Davison-Maki reference: closed form (final time only, and 50 times)
+  and the Davison-Maki integrator against ``solve_ivp`` RK45 with rtol = 1e-8 and
+  (rtol, atol) in {(1e-8, 1e-8), (1e-8, 1e-12), (1e-11, 1e-13)} (run once each; 20 s
+  to a few minutes each). RK45's error is recorded
+  in ``extra_info``.
 * ``risk-curve-r1000``: ``risk_curve`` at d = 1e6, r = N = 1000, 200 times, against the
   naive closed form (forms G, O(r^3) per time; only where it does not overflow).
 * ``integrator-twins`` and ``comparison-twins``: Numba kernels against their NumPy twins.
@@ -32,34 +36,48 @@ def horizon256():
     # every feature past alignment 0.999 by the logistic estimate, then 50% more time
     T = 1.5 * th.emergence_time(coef[-1], D256, R256, level=0.999)
     times = np.concatenate([[0.0], np.geomspace(1e-2, T, 49)])
+    # reference: the Davison-Maki integrator (an independent algorithm) at tight settings
     G_ref = rc.integrate(np.diag(coef), times, start.G, theta=4.0, tol=1e-13)
     assert np.min(np.diagonal(G_ref[-1])) > 0.99  # the horizon covers every feature
     return coef, start, times, G_ref
 
 
 @pytest.mark.benchmark(group="horizon-r256")
-def test_horizon256_closed_form(benchmark, horizon256):
+def test_horizon256_closed_form_final_time(benchmark, horizon256):
+    # G at the end of the horizon (what RK45 must integrate the whole horizon for)
+    coef, start, times, G_ref = horizon256
+    G = benchmark(rc.solve, coef, times[-1:], factor=start)
+    np.testing.assert_allclose(G[0], G_ref[-1], rtol=0, atol=1e-8)
+
+
+@pytest.mark.benchmark(group="horizon-r256")
+def test_horizon256_closed_form_50_times(benchmark, horizon256):
     coef, start, times, G_ref = horizon256
     G = benchmark(rc.solve, coef, times, factor=start)
     np.testing.assert_allclose(G, G_ref, rtol=0, atol=1e-8)
 
 
 @pytest.mark.benchmark(group="horizon-r256")
-def test_horizon256_closed_form_risk(benchmark, horizon256):
+def test_horizon256_risk_curve_50_times(benchmark, horizon256):
     coef, start, times, G_ref = horizon256
     R = benchmark(rc.risk_curve, coef, times, factor=start)
     np.testing.assert_allclose(R, rc.risk_from_G(coef, G_ref), rtol=0, atol=1e-8)
 
 
 @pytest.mark.benchmark(group="horizon-r256")
-def test_horizon256_davison_maki(benchmark, horizon256):
+def test_horizon256_davison_maki_50_times(benchmark, horizon256):
     coef, start, times, G_ref = horizon256
-    G = benchmark.pedantic(rc.integrate, args=(np.diag(coef), times, start.G), rounds=3, iterations=1)
+    G = benchmark.pedantic(rc.integrate, args=(np.diag(coef), times, start.G), rounds=1, iterations=1)
     np.testing.assert_allclose(G, G_ref, rtol=0, atol=1e-8)
 
 
 @pytest.mark.benchmark(group="horizon-r256")
-def test_horizon256_solve_ivp_rk45(benchmark, horizon256):
+@pytest.mark.parametrize("rtol,atol", [(1e-8, 1e-8), (1e-8, 1e-12), (1e-11, 1e-13)])
+def test_horizon256_solve_ivp_rk45(benchmark, horizon256, rtol, atol):
+    # rtol = 1e-8 as in MODEL.md, then tighter; the error against the reference is
+    # recorded (extra_info) and reported. An absolute error of 1e-8 in G needs a tight
+    # atol: the smallest eigenvalues of G0 (~1e-7 here) are amplified by exp(8 lambda t)
+    # like the signal, and a tight rtol: RK45's error accumulates over ~1e4 steps.
     coef, start, times, G_ref = horizon256
     lam = coef
 
@@ -70,7 +88,7 @@ def test_horizon256_solve_ivp_rk45(benchmark, horizon256):
 
     def run():
         return solve_ivp(rhs, (0.0, times[-1]), start.G.ravel(), t_eval=times,
-                         method="RK45", rtol=1e-8, atol=1e-8)
+                         method="RK45", rtol=rtol, atol=atol)
 
     sol = benchmark.pedantic(run, rounds=1, iterations=1)
     assert sol.success
@@ -78,7 +96,7 @@ def test_horizon256_solve_ivp_rk45(benchmark, horizon256):
     G = sol.y.T.reshape(times.size, R256, R256)
     err = float(np.max(np.abs(G - G_ref)))
     benchmark.extra_info["max_abs_error"] = err
-    assert err < 1e-6  # RK45's global error at rtol = atol = 1e-8
+    assert err < 1e-2  # same problem solved (accuracy itself is reported, not asserted)
 
 
 # ------------------------------------------------------------ risk curve, r = 1000

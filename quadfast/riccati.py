@@ -619,25 +619,32 @@ def risk_from_G(coef, G):
 _DM_SIG = "int64(float64[::1], float64[:, ::1], float64[:, ::1], float64[::1], float64, float64, float64, float64[:, :, ::1])"
 
 
-@jit("float64[:, ::1](float64[::1], float64[:, ::1], float64[:, ::1], float64, float64)")
-def _dm_step_jit(w, V, G, c, h):
-    # Exact step of the Riccati flow (linearisation G = X Y^{-1}, Davison-Maki):
-    # G(t+h) = E (I + G F)^{-1} G E,  E = e^{c A h},  F = E^2 - I = expm1(2 c A h).
+@jit("UniTuple(float64[:, ::1], 2)(float64[::1], float64[:, ::1], float64, float64)")
+def _dm_ef_jit(w, V, c, h):
+    # E = e^{c A h} and F = E^2 - I = expm1(2 c A h) (no cancellation for small h).
     r = w.shape[0]
     Ve = np.empty((r, r))
     Vf = np.empty((r, r))
-    for i in range(r):
-        for j in range(r):
-            Ve[i, j] = V[i, j] * math.exp(c * w[j] * h)
-            Vf[i, j] = V[i, j] * math.expm1(2.0 * c * w[j] * h)
+    for j in range(r):
+        e = math.exp(c * w[j] * h)
+        f = math.expm1(2.0 * c * w[j] * h)
+        for i in range(r):
+            Ve[i, j] = V[i, j] * e
+            Vf[i, j] = V[i, j] * f
     VT = np.ascontiguousarray(V.T)
-    E = Ve @ VT
-    F = Vf @ VT
+    return Ve @ VT, Vf @ VT
+
+
+@jit("float64[:, ::1](float64[:, ::1], float64[:, ::1], float64[:, ::1])")
+def _dm_map_jit(E, F, G):
+    # Exact step of the Riccati flow (linearisation G = X Y^{-1}, Davison-Maki):
+    # G(t+h) = E (I + G F)^{-1} G E.
+    r = G.shape[0]
     Mm = G @ F
     for i in range(r):
         Mm[i, i] += 1.0
     Y = np.linalg.solve(Mm, G)
-    Gn = E @ Y @ E
+    Gn = E @ (Y @ E)
     return 0.5 * (Gn + Gn.T)
 
 
@@ -652,13 +659,22 @@ def _dm_integrate_jit(w, V, G0, times, c, theta, tol, out):
     t = 0.0
     h_try = h_max
     nsteps = 0
+    # E, F for the last step length h and h/2 (most steps have h = h_max)
+    h1 = -1.0
+    E1, F1 = _dm_ef_jit(w, V, c, 0.0)
+    E2, F2 = E1, F1
     for k in range(times.shape[0]):
         T = times[k]
         while t < T:
             h = min(h_try, T - t)
+            if h != h1:
+                E1, F1 = _dm_ef_jit(w, V, c, h)
+                if tol > 0.0:
+                    E2, F2 = _dm_ef_jit(w, V, c, 0.5 * h)
+                h1 = h
             if tol > 0.0:
-                Gf = _dm_step_jit(w, V, G, c, h)
-                Gh = _dm_step_jit(w, V, _dm_step_jit(w, V, G, c, 0.5 * h), c, 0.5 * h)
+                Gf = _dm_map_jit(E1, F1, G)
+                Gh = _dm_map_jit(E2, F2, _dm_map_jit(E2, F2, G))
                 err = 0.0
                 for i in range(r):
                     for j in range(r):
@@ -668,7 +684,7 @@ def _dm_integrate_jit(w, V, G0, times, c, theta, tol, out):
                     continue
                 G = Gh
             else:
-                G = _dm_step_jit(w, V, G, c, h)
+                G = _dm_map_jit(E1, F1, G)
             t = t + h if h < T - t else T
             nsteps += 1
             if h >= h_try:
@@ -677,32 +693,41 @@ def _dm_integrate_jit(w, V, G0, times, c, theta, tol, out):
     return nsteps
 
 
-def _dm_step_numpy(w, V, G, c, h):
-    """NumPy twin of :func:`_dm_step_jit`."""
-    E = (V * np.exp(c * w * h)) @ V.T
-    F = (V * np.expm1(2 * c * w * h)) @ V.T
-    Y = np.linalg.solve(np.eye(w.size) + G @ F, G)
-    Gn = E @ Y @ E
+def _dm_ef_numpy(w, V, c, h):
+    """NumPy twin of :func:`_dm_ef_jit`."""
+    return (V * np.exp(c * w * h)) @ V.T, (V * np.expm1(2 * c * w * h)) @ V.T
+
+
+def _dm_map_numpy(E, F, G):
+    """NumPy twin of :func:`_dm_map_jit`."""
+    Y = np.linalg.solve(np.eye(G.shape[0]) + G @ F, G)
+    Gn = E @ (Y @ E)
     return 0.5 * (Gn + Gn.T)
 
 
 def _dm_integrate_numpy(w, V, G0, times, c, theta, tol, out):
-    """NumPy twin of :func:`_dm_integrate_jit` (same step-size logic)."""
+    """NumPy twin of :func:`_dm_integrate_jit` (same step-size logic and caching)."""
     amax = np.max(np.abs(w))
     h_max = theta / (c * amax) if amax > 0 else np.inf
     G, t, h_try, nsteps = G0.copy(), 0.0, h_max, 0
+    h1 = -1.0
     for k, T in enumerate(times):
         while t < T:
             h = min(h_try, T - t)
+            if h != h1:
+                E1, F1 = _dm_ef_numpy(w, V, c, h)
+                if tol > 0:
+                    E2, F2 = _dm_ef_numpy(w, V, c, 0.5 * h)
+                h1 = h
             if tol > 0:
-                Gf = _dm_step_numpy(w, V, G, c, h)
-                Gh = _dm_step_numpy(w, V, _dm_step_numpy(w, V, G, c, 0.5 * h), c, 0.5 * h)
+                Gf = _dm_map_numpy(E1, F1, G)
+                Gh = _dm_map_numpy(E2, F2, _dm_map_numpy(E2, F2, G))
                 if np.max(np.abs(Gf - Gh)) > tol and h > 1e-12 * max(T, 1.0):
                     h_try = 0.5 * h
                     continue
                 G = Gh
             else:
-                G = _dm_step_numpy(w, V, G, c, h)
+                G = _dm_map_numpy(E1, F1, G)
             t = t + h if h < T - t else T
             nsteps += 1
             if h >= h_try:
@@ -869,35 +894,37 @@ def comparison_bounds(coef, times, factor=None, G0=None, *, complement=None, c=4
 @jit("void(float64[::1], int64[::1], int64[::1], float64[:, ::1], float64[::1], float64, float64[:, :, ::1])")
 def _comparison_risk_kernel(alpha, r, width, g0, times, c, out):
     # For each configuration k: lambda_j = j^-alpha/||.||, logistic g_j(t) from the three
-    # starts g0[k] = (central N/d, lower edge, upper edge); risk = 1 - sum l^2 g^2 / sum l^2.
+    # starts g0[k] = (central N/d, upper edge, lower edge); risk = 1 - sum l^2 g^2 / sum l^2.
     nconf = alpha.shape[0]
     nt = times.shape[0]
     for k in range(nconf):
         rk = r[k]
         Nk = width[k]
+        l2 = np.empty(rk)
         z2 = 0.0
-        for j in range(1, rk + 1):
-            z2 += float(j) ** (-2.0 * alpha[k])
-        # width floor: the N largest lambda^2 are the first N
+        for j in range(rk):
+            l2[j] = float(j + 1) ** (-2.0 * alpha[k])
+            z2 += l2[j]
         top = 0.0
-        for j in range(1, min(Nk, rk) + 1):
-            top += float(j) ** (-2.0 * alpha[k])
-        floor = 1.0 - top / z2
+        for j in range(rk):
+            l2[j] /= z2
+            if j < Nk:
+                top += l2[j]  # width floor: the N largest lambda^2 are the first N
+        floor = 1.0 - top
+        rate = np.empty(rk)
+        for j in range(rk):
+            rate[j] = -2.0 * c * math.sqrt(l2[j])
         for q in range(3):
             g0q = g0[k, q]
-            odds = (1.0 - g0q) / g0q if g0q > 0.0 else np.inf
+            jmax = min(Nk, rk) if q == 0 else rk  # prediction: only the top N are learned
             for i in range(nt):
                 acc = 0.0
-                for j in range(1, rk + 1):
-                    if q == 0 and j > Nk:
-                        break  # central prediction: only the top N features are learned
-                    l2 = float(j) ** (-2.0 * alpha[k]) / z2
-                    if g0q <= 0.0:
-                        g = 0.0
-                    else:
-                        x = 2.0 * c * math.sqrt(l2) * times[i]
-                        g = 1.0 / (1.0 + odds * math.exp(-x)) if x < 745.0 else 1.0
-                    acc += l2 * g * g
+                if g0q > 0.0:
+                    odds = (1.0 - g0q) / g0q
+                    ti = times[i]
+                    for j in range(jmax):
+                        g = 1.0 / (1.0 + odds * math.exp(rate[j] * ti))
+                        acc += l2[j] * g * g
                 risk = 1.0 - acc
                 if q == 1:  # upper comparison gives the lower risk bound
                     risk = max(risk, floor)
