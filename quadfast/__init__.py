@@ -1,7 +1,8 @@
 """quadfast: fast, trustworthy simulation of SGD in high-dimensional quadratic neural networks.
 
 Public API: :class:`Teacher`, :class:`StiefelSGD`, :class:`Trajectory`, :func:`logspace_steps`,
-and the submodules :mod:`quadfast.reference` (plain NumPy references).
+and the submodules :mod:`quadfast.riccati` (population dynamics), :mod:`quadfast.theory`
+(scaling laws of MODEL.md §5) and :mod:`quadfast.reference` (plain NumPy references).
 Conventions (MODEL.md): x ~ N(0, I_d), teacher f*(x) = sum_j lambda_j He2(<theta_j, x>),
 time t = lr * steps, risk R = 1 - tr((G Lambda)^2) / tr(Lambda^2).
 """
@@ -21,11 +22,11 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "inside the source folder of an uninstalled checkout."
     ) from exc
 
-from . import reference  # noqa: E402
+from . import reference, riccati, theory  # noqa: E402
 from .stiefel import DivergenceError, StiefelSGD, Trajectory, default_block, haar_stiefel, logspace_steps  # noqa: E402
 from .teacher import Teacher, power_law_coef  # noqa: E402
 
 __all__ = [
     "Teacher", "StiefelSGD", "Trajectory", "DivergenceError", "logspace_steps", "haar_stiefel", "default_block",
-    "power_law_coef", "reference", "__version__",
+    "power_law_coef", "reference", "riccati", "theory", "__version__",
 ]

@@ -69,21 +69,10 @@ def _table(traj, rows: int = 12) -> str:
     return "\n".join(lines)
 
 
-def _flow_risk(teacher, U1, times):
-    try:
-        from . import riccati
-
-        return riccati.risk_curve(teacher.coef, times, factor=U1)
-    except (ImportError, AttributeError):
-        from .reference import population_risk
-
-        with np.errstate(over="ignore", invalid="ignore"):
-            return population_risk(teacher.coef, U1, times)
-
-
 def cmd_run(args) -> int:
     import quadfast as qf
 
+    from . import riccati
     from .plotting import plot_run
     from .results import machine_info, save_result
 
@@ -102,7 +91,7 @@ def cmd_run(args) -> int:
         raise CliError(str(exc)) from None
     _check_writable(args.out)
     stem = args.name or time.strftime("run-%Y%m%d-%H%M%S")
-    U1 = teacher.project(sim.W)
+    flow_start = riccati.start_from_simulator(sim)
     print(f"quadfast run: d={args.d}, r={teacher.r}, width={width}, alpha={args.alpha}, lr*d={args.lr_d}, "
           f"batch={args.batch}, steps={steps}, dtype={args.dtype}, seed={args.seed}")
     t0 = time.perf_counter()
@@ -116,7 +105,7 @@ def cmd_run(args) -> int:
         if traj is None:
             return 130
     elapsed = time.perf_counter() - t0
-    flow = _flow_risk(teacher, U1, traj.time)
+    flow = riccati.risk_curve(flow_start[0], traj.time, factor=flow_start[1])
     config = dict(d=args.d, beta=args.beta, alpha=args.alpha, r=teacher.r, width=width, lr=lr, lr_d=args.lr_d,
                   steps=steps, batch=args.batch, seed=args.seed, noise=args.noise, dtype=args.dtype)
     meta = dict(kind="stiefel-run", config=config, seed=args.seed, machine=machine_info(), interrupted=interrupted,

@@ -217,7 +217,7 @@ def test_trajectory_records():
 
 def _flow_vs_sgd(lr_d, seeds, d=200, N=4, t_max=3.0):
     """Per-record mean and standard error over seeds of R_sgd(t) - R_flow(t), where the
-    flow starts from each run's own W0."""
+    flow (quadfast.riccati's exact closed form) starts from each run's own W0."""
     teacher = qf.Teacher(qf.power_law_coef(N, 1.0), d=d)
     lr = lr_d / d
     steps = int(round(t_max / lr))
@@ -225,7 +225,8 @@ def _flow_vs_sgd(lr_d, seeds, d=200, N=4, t_max=3.0):
     diffs = []
     for s in range(seeds):
         sim = qf.StiefelSGD(teacher, N, lr=lr, seed=1000 + s)
-        flow = ref.population_risk(teacher.coef, teacher.project(sim.W), lr * rec)
+        coef, start = qf.riccati.start_from_simulator(sim)
+        flow = qf.riccati.risk_curve(coef, lr * rec, factor=start)
         diffs.append(sim.run(steps, record=rec).risk - flow)
     diffs = np.array(diffs)
     return diffs.mean(0), diffs.std(0, ddof=1) / np.sqrt(seeds)
@@ -270,3 +271,14 @@ def test_nonfinite_step_stops_with_step_number_and_keeps_last_weights():
         assert info.value.step == 7
         assert sim.steps_done == 6
         assert np.array_equal(sim.W, good.W)
+
+
+def test_reference_flow_agrees_with_riccati_closed_form_at_moderate_times():
+    """reference.population_risk (direct eigh evaluation) loses ~eps exp(8 lambda_1 t);
+    at t <= 2 here (exp(8 lambda_1 t) < 3e5) it agrees with the exact closed form to 1e-9."""
+    teacher = qf.Teacher(qf.power_law_coef(6, 1.0), d=100)
+    sim = qf.StiefelSGD(teacher, 6, lr=1e-4, seed=2)
+    coef, start = qf.riccati.start_from_simulator(sim)
+    times = np.linspace(0, 2, 9)
+    np.testing.assert_allclose(ref.population_risk(coef, teacher.project(sim.W), times),
+                               qf.riccati.risk_curve(coef, times, factor=start), rtol=0, atol=1e-9)
