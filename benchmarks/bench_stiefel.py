@@ -13,7 +13,10 @@ import quadfast as qf
 from quadfast import reference as ref
 
 GRID = [(d, n) for d in (1024, 4096, 16384) for n in (32, 256, 1024)] + [(4096, 64)]
-LR_D = 0.05
+# lr*d = 1e-3, the regime in which features are learned at N ~ 50-1000 (README, "Step
+# size and width").  At lr*d = 0.05 and N = d = 1024 a step changes W by O(1) in the
+# drift sense (|cp| ||z||^2 ~ 2), and the drift control re-orthonormalises nearly every step.
+LR_D = 1e-3
 
 
 def _cases(config):
@@ -89,3 +92,17 @@ def test_reference(benchmark, size, record_per_step):
     benchmark.pedantic(run, rounds=2 if d * n > 4e6 else 3, iterations=1)
     assert np.max(np.abs(holder["W"].T @ holder["W"] - np.eye(n))) < 1e-9
     record_per_step((d, n), "reference", benchmark, steps)
+
+
+@pytest.mark.parametrize("rsize", [(4096, 64), (16384, 1024)], ids=["d4096-N64", "d16384-N1024"])
+def test_quadfast_without_reortho(benchmark, rsize, record_per_step):
+    """Same as test_quadfast with the drift control off: the difference is what the
+    re-orthonormalisation policy (growth bound, probes, corrections) costs."""
+    d, n = rsize
+    teacher, W0 = _setup(d, n)
+    sim = qf.StiefelSGD(teacher, n, lr=LR_D / d, W0=W0, seed=1, reortho=False)
+    steps = max(4, -(-_steps(d, n, 4e8) // sim.block)) * sim.block
+    sim.run(sim.block)
+    benchmark.group = f"stiefel d={d} N={n}"
+    benchmark.pedantic(sim.run, args=(steps,), rounds=5, iterations=1, warmup_rounds=1)
+    record_per_step((d, n), "quadfast_noreortho", benchmark, steps)
