@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "quadfast/jacobi.hpp"
 #include "quadfast/rng.hpp"
 #include "quadfast/rowpass.hpp"
 #include "quadfast/teacher.hpp"
@@ -30,9 +31,12 @@ namespace quadfast {
 // guaranteed bound on how much the drift can have grown since it was last estimated.
 // When estimate * growth bound exceeds tol / 4, it probes the drift in O(d N) (one pass):
 // ||E r|| for a fresh random unit r estimates ||E||_F / sqrt(N), so 2 sqrt(N) ||E r|| is
-// the new estimate; only if that exceeds tol / 8 does it apply the full polar factor
-// W <- W (W^T W)^{-1/2} (N x N symmetric eigendecomposition, O(d N^2)), after measuring
-// drift = max|W^T W - I| exactly.  Everything is a function of the trajectory, so runs
+// the new estimate (an over-estimate, by up to ~N when E is rounding noise).  Only if
+// that exceeds tol / 8 does it measure drift = max|W^T W - I| exactly (O(d N^2)), and
+// only if that exceeds tol / 8 too does it apply the full polar factor
+// W <- W (W^T W)^{-1/2} (N x N symmetric eigendecomposition); otherwise the exact value
+// becomes the estimate.  Set tol for the precision: 1e-12 suits double, 1e-5 float
+// (the Python layer does this); a float kernel with tol = 1e-12 corrects every step.  Everything is a function of the trajectory, so runs
 // stay reproducible.  `max_interval` caps the steps between two full corrections.
 struct OrthoPolicy {
   double tol = 1e-12;
@@ -120,7 +124,8 @@ class StiefelKernel {
       eT_.resize(B_);
       tmpB_.resize(B_, B_);
       hvec_.resize(B_);
-      small_eig_ = Eigen::SelfAdjointEigenSolver<Dmat>(B_);
+      Q_.resize(B_, B_);
+      Dw_.resize(B_);
     }
     Rpolar_.resize(N_, N_);
     blkd_.resize(kRowBlock, N_);
@@ -177,7 +182,14 @@ class StiefelKernel {
   // T is (float32 rounding in a length-d sum would otherwise swamp a 1e-5 target).
   // Returns max|W^T W - I| measured before the correction.
   double reorthonormalize(T* W) {
-    MapW Wm(W, d_, N_);
+    const double drift = measure_drift(W);
+    apply_polar(W);
+    return drift;
+  }
+
+  // Exact max|W^T W - I| (W^T W accumulated in double by row blocks; kept for apply_polar).
+  double measure_drift(const T* W) {
+    Eigen::Map<const Mat> Wm(W, d_, N_);
     WtWd_.setZero();
     for (Index i0 = 0; i0 < d_; i0 += kRowBlock) {
       const Index nb = std::min<Index>(kRowBlock, d_ - i0);
@@ -185,7 +197,12 @@ class StiefelKernel {
       WtWd_.template selfadjointView<Eigen::Lower>().rankUpdate(blkd_.topRows(nb).transpose());
     }
     WtWd_.template triangularView<Eigen::StrictlyUpper>() = WtWd_.transpose();
-    const double drift = (WtWd_ - Dmat::Identity(N_, N_)).cwiseAbs().maxCoeff();
+    return (WtWd_ - Dmat::Identity(N_, N_)).cwiseAbs().maxCoeff();
+  }
+
+  // W <- W (W^T W)^{-1/2}, with W^T W from the preceding measure_drift.
+  void apply_polar(T* W) {
+    MapW Wm(W, d_, N_);
     big_eig_.compute(WtWd_);
     // (W^T W)^{-1/2} = Q diag(ev^{-1/2}) Q^T
     Rpolar_.noalias() = big_eig_.eigenvectors() * big_eig_.eigenvalues().cwiseSqrt().cwiseInverse().asDiagonal() *
@@ -196,7 +213,6 @@ class StiefelKernel {
       blkd2_.topRows(nb).noalias() = blkd_.topRows(nb) * Rpolar_;
       Wm.middleRows(i0, nb) = blkd2_.topRows(nb).template cast<T>();
     }
-    return drift;
   }
 
   // One-pass estimate of max|W^T W - I|: 2 sqrt(N) ||(W^T W - I) r|| for a fresh random
@@ -256,7 +272,15 @@ class StiefelKernel {
       ++state_.n_probe;
       if (state_.est <= policy_.tol / 8) return false;
     }
-    const double drift = reorthonormalize(W);
+    // The probe's Frobenius-based estimate is pessimistic (by up to ~N for rounding-like
+    // E): measure max|W^T W - I| exactly (O(d N^2)) and correct only if it is large.
+    const double drift = measure_drift(W);
+    if (!due && drift <= policy_.tol / 8) {
+      state_.est = std::max(drift, floor_drift());
+      state_.logbound = 0.0;
+      return false;
+    }
+    apply_polar(W);
     state_.since = 0;
     ++state_.n_reortho;
     state_.last_drift = drift;
@@ -504,20 +528,23 @@ class StiefelKernel {
         ok = ok && std::isfinite(e_[b]);
       }
       // K = U^T U = g^2 diag(e) (X X^T - Z^T Z) diag(e), since W^T W = I.
-      K_.noalias() = (g * g) * (e_.asDiagonal() * (GX_ - GZ_) * e_.asDiagonal());
+      for (Index i = 0; i < B_; ++i)
+        for (Index j = 0; j < B_; ++j) K_(i, j) = (g * g) * e_[i] * e_[j] * (GX_(i, j) - GZ_(i, j));
       ok = ok && K_.allFinite();
       if (!ok) {
         res.finite = false;
         return res;
       }
       // L = K^{1/2};  M = L Z^T Z L = Q D Q^T;  A = Z L,  AQ = A Q.
-      small_eig_.compute(K_);
-      hvec_ = small_eig_.eigenvalues().cwiseMax(0.0).cwiseSqrt();
-      L_.noalias() = small_eig_.eigenvectors() * hvec_.asDiagonal() * small_eig_.eigenvectors().transpose();
+      // small symmetric eigendecompositions: cyclic Jacobi (no allocation, deterministic)
+      jacobi_eigh(K_, Q_, Dw_);
+      hvec_ = Dw_.cwiseMax(0.0).cwiseSqrt();
+      tmpB_.noalias() = Q_ * hvec_.asDiagonal();
+      L_.noalias() = tmpB_ * Q_.transpose();
       tmpB_.noalias() = GZ_ * L_;
       M_.noalias() = L_ * tmpB_;
-      small_eig_.compute(M_);
-      const Dvec& D = small_eig_.eigenvalues();
+      jacobi_eigh(M_, Q_, Dw_);
+      const Dvec& D = Dw_;
       if (!D.allFinite()) {
         res.finite = false;
         return res;
@@ -527,7 +554,7 @@ class StiefelKernel {
         const double Db = std::max(D[b], 0.0);
         hvec_[b] = Db > 0.0 ? std::expm1(-0.5 * std::log1p(Db)) / Db : -0.5;
       }
-      tmpB_.noalias() = L_ * small_eig_.eigenvectors();  // L Q
+      tmpB_.noalias() = L_ * Q_;  // L Q
       smallT_ = tmpB_.template cast<T>();
       AQ_.noalias() = Z_ * smallT_;                       // N x B
       HT_.noalias() = Z_.transpose() * AQ_;
@@ -600,7 +627,8 @@ class StiefelKernel {
   Mat HT_, smallT_, PhiT_;
   Vec<T> eT_;
   Dmat GX_, GZ_, K_, L_, M_, tmpB_;
-  Eigen::SelfAdjointEigenSolver<Dmat> small_eig_;
+  Dmat Q_;
+  Dvec Dw_;
   // re-orthonormalisation
   Dmat WtWd_, Rpolar_, blkd_, blkd2_;
   Dvec probe_r_, probe_acc_;
