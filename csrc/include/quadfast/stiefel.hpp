@@ -231,8 +231,8 @@ class StiefelKernel {
     return 2.0 * std::sqrt(static_cast<double>(N_)) * (probe_acc_ - probe_r_).norm();
   }
 
-  // The N x B matrix Z = W^T X^T (or z = W^T x) as the kernels accumulate it, row by row
-  // in a fixed order; exposed so that every code path computes it identically.
+  // Rows per block in the blocked passes over W (reductions over rows, such as Z = W^T X^T,
+  // always run over these blocks in the same order, so every code path sums identically).
   static constexpr Index kRowBlock = 64;
 
  private:
