@@ -23,8 +23,8 @@ def positive_int(value, name: str, minimum: int = 1, maximum: int | None = None)
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
     v = int(value)
     if v < minimum or (maximum is not None and v > maximum):
-        rng = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"{name}: expected an integer in {rng}, got {v}")
+        rng = f"in {minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{name}: expected an integer {rng}, got {v}")
     return v
 
 
@@ -85,5 +85,5 @@ def check_orthonormal(W: np.ndarray, name: str, tol: float) -> float:
     """Return max|W^T W - I|; raise if it exceeds `tol`."""
     err = float(np.max(np.abs(W.T.astype(np.float64) @ W.astype(np.float64) - np.eye(W.shape[1]))))
     if not err <= tol:
-        raise ValueError(f"{name}: expected orthonormal columns (max|W^T W - I| <= {tol:g}), got {err:.3g}")
+        raise ValueError(f"{name}: expected orthonormal columns (max|W^T W - I| <= {tol:g}), got {err:.6g}")
     return err

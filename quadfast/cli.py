@@ -29,14 +29,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--d", type=int, default=DEFAULTS["d"], help="input dimension")
     r.add_argument("--beta", type=float, default=DEFAULTS["beta"], help="teacher width exponent: r = ceil(d^beta)")
     r.add_argument("--alpha", type=float, default=DEFAULTS["alpha"], help="decay: lambda_j ~ j^-alpha")
-    r.add_argument("--width", type=int, default=None, help="student width N (default: r)")
+    r.add_argument("--width", type=int, default=None, help="student width N (default: r = ceil(d^beta))")
     r.add_argument("--lr-d", type=float, default=DEFAULTS["lr_d"], help="step size times d (lr = lr_d / d)")
     r.add_argument("--t-max", type=float, default=DEFAULTS["t_max"], help="final time t = lr * steps")
     r.add_argument("--steps", type=int, default=None, help="number of SGD steps (overrides --t-max)")
     r.add_argument("--batch", type=int, default=DEFAULTS["batch"], help="samples per step")
     r.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seed of the start and of every sample")
     r.add_argument("--noise", type=float, default=DEFAULTS["noise"], help="label noise sigma")
-    r.add_argument("--dtype", choices=["float64", "float32"], default=DEFAULTS["dtype"])
+    r.add_argument("--dtype", choices=["float64", "float32"], default=DEFAULTS["dtype"],
+                   help="precision of weights, samples and kernel arithmetic")
     r.add_argument("--records", type=int, default=DEFAULTS["records"], help="record points (log-spaced)")
     r.add_argument("--out", type=Path, default=Path("quadfast-results"), help="output folder")
     r.add_argument("--name", default=None, help="file stem (default: run-<timestamp>)")
@@ -82,7 +83,12 @@ def cmd_run(args) -> int:
         if not args.lr_d > 0:
             raise ValueError(f"lr_d: expected a number > 0, got {args.lr_d}")
         lr = args.lr_d / args.d
+        if args.steps is None and not args.t_max > 0:
+            raise ValueError(f"t_max: expected a time > 0, got {args.t_max}")
         steps = args.steps if args.steps is not None else int(round(args.t_max / lr))
+        if steps < 1:
+            raise ValueError(f"steps: expected at least 1 SGD step, got {steps} "
+                             f"(t_max = {args.t_max}, lr = {lr:g})")
         sim = qf.StiefelSGD(teacher, width, lr=lr, batch=args.batch, seed=args.seed, dtype=args.dtype)
         # log-spaced over the last three decades of the run, where features emerge
         first = max(1, steps // 1000)

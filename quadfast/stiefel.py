@@ -7,10 +7,12 @@ Student ``f(x; W) = ||W^T x||^2 - N`` with ``W^T W = I_N`` (d x N), loss ``e^2 /
     W~ = W + U Z^T,   Z = W^T X^T                         (N x B)
     W+ = W~ (W~^T W~)^{-1/2}                              (polar retraction)
 
-For B = 1 the kernel uses the closed form of MODEL.md §2 in one streaming pass over W
-per step (pass 2 of step t fused with pass 1 of step t+1).  For B > 1 it uses the rank-B
-form with the B x B symmetric eigendecompositions; both equal the eigh-based polar
-retraction to rounding.  Time is ``t = lr * steps`` everywhere in quadfast.
+For B = 1 the default is the blocked exact engine of MODEL.md §3 (k steps per pass over W,
+with matrix-matrix products); ``block=1`` selects the closed form of MODEL.md §2 in one
+streaming pass over W per step (pass 2 of step t fused with pass 1 of step t+1).  For
+B > 1 the kernel uses the rank-B form with B x B symmetric eigendecompositions.  All equal
+the polar retraction to rounding.  Time is ``t = lr * steps`` everywhere in quadfast.
+MODEL.md is docs/MODEL.md in the repository.
 """
 from __future__ import annotations
 
@@ -132,7 +134,8 @@ class StiefelSGD:
     seed : int
         Fixes the start (when ``W0`` is None) and every sample: sample s of the run is
         stream s of quadfast's counter-based Gaussian generator.  A run is bit-identical
-        when repeated, resumed from a pickle, or split into different ``run`` calls.
+        when repeated or resumed from a pickle; split into ``run`` calls (or recorded) at
+        multiples of ``block`` it is bit-identical too, at other points equal to rounding.
     W0 : array_like (d, width), optional
         Starting weights with orthonormal columns; default Haar-random (:func:`haar_stiefel`).
         A ``W0`` within 1e-6 (float64) / 1e-4 (float32) of orthonormal is accepted and

@@ -20,6 +20,8 @@ def power_law_coef(r: int, alpha: float) -> np.ndarray:
     """lambda_j = j^-alpha / ||(k^-alpha)_{k<=r}||_2, j = 1..r  (so ||lambda||_2 = 1)."""
     r = V.positive_int(r, "r")
     alpha = V.real_float(alpha, "alpha")
+    if alpha < 0:
+        raise ValueError(f"alpha: expected a decay exponent >= 0 (lambda_j ~ j^-alpha), got {alpha}")
     lam = np.arange(1, r + 1, dtype=np.float64) ** (-alpha)
     return lam / np.linalg.norm(lam)
 

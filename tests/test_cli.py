@@ -42,6 +42,10 @@ def test_run_writes_result_plot_and_table(tmp_path, capsys):
     (["--lr-d", "-1"], "lr_d"),
     (["--batch", "0"], "batch"),
     (["--noise", "-0.1"], "noise"),
+    (["--steps", "0"], "steps"),
+    (["--t-max", "0"], "t_max"),
+    (["--t-max", "-1"], "t_max"),
+    (["--alpha", "-1"], "alpha"),
 ])
 def test_run_rejects_bad_parameters(tmp_path, capsys, argv, name):
     code = main(["run", "--d", "64", "--out", str(tmp_path), "--no-progress", *argv] if "--d" not in argv
