@@ -54,9 +54,7 @@ Count count_allocs(Index d, Index N, Index batch, Index block, std::int64_t step
   TeacherView<T> tv{d, r, coef.data(), explicit_frame ? theta.data() : nullptr, 0.1};
   RowMat<T> W = RowMat<T>::Zero(d, N);
   for (Index j = 0; j < N; ++j) W(2 * j + 1, j) = 1;
-  OrthoPolicy pol;
-  pol.tol = sizeof(T) == 4 ? 1e-5 : 1e-12;  // the Python layer's defaults
-  StiefelKernel<T> k(d, N, batch, 1e-3 / static_cast<double>(d), tv, 7, pol, block);
+  StiefelKernel<T> k(d, N, batch, 1e-3 / static_cast<double>(d), tv, 7, OrthoPolicy{}, block);  // default tol per precision
   k.advance(W.data(), 3 * (block > 1 ? block : 1));  // warm-up: lazily initialised statics
   k.reorthonormalize(W.data());
   const long before = static_cast<long>(k.state().n_reortho);

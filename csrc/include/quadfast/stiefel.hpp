@@ -35,11 +35,11 @@ namespace quadfast {
 // that exceeds tol / 8 does it measure drift = max|W^T W - I| exactly (O(d N^2)), and
 // only if that exceeds tol / 8 too does it apply the full polar factor
 // W <- W (W^T W)^{-1/2} (N x N symmetric eigendecomposition); otherwise the exact value
-// becomes the estimate.  Set tol for the precision: 1e-12 suits double, 1e-5 float
-// (the Python layer does this); a float kernel with tol = 1e-12 corrects every step.  Everything is a function of the trajectory, so runs
+// becomes the estimate.  tol <= 0 (the default) means 1e-12 for double and 1e-5 for
+// float: a float kernel held to 1e-12 would correct on every step.  Everything is a function of the trajectory, so runs
 // stay reproducible.  `max_interval` caps the steps between two full corrections.
 struct OrthoPolicy {
-  double tol = 1e-12;
+  double tol = 0.0;  // <= 0: the precision's default (1e-12 double, 1e-5 float)
   std::int64_t max_interval = std::int64_t(1) << 22;
   bool enabled = true;
 };
@@ -76,6 +76,7 @@ class StiefelKernel {
       : d_(d), N_(N), B_(batch), K_blk_(block), lr_(lr), seed_(seed), policy_(policy), label_(teacher),
         table_(static_cast<std::size_t>(d)) {
     if (block < 1) throw std::invalid_argument("block must be >= 1");
+    if (!(policy_.tol > 0.0)) policy_.tol = sizeof(T) == sizeof(float) ? 1e-5 : 1e-12;
     if (block > 1 && batch != 1) throw std::invalid_argument("the blocked engine needs batch == 1");
     if (d < 1 || N < 1 || N > d) throw std::invalid_argument("width must lie in 1..d");
     if (batch < 1) throw std::invalid_argument("batch must be >= 1");
