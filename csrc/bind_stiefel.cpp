@@ -22,7 +22,8 @@ template <class T>
 class PyStiefel {
  public:
   PyStiefel(Index d, Index N, Index batch, double lr, CArr<T> coef, std::optional<CArr<T>> directions,
-            double noise, std::uint64_t seed, double tol, std::int64_t max_interval, bool reortho, Index block)
+            double noise, std::uint64_t seed, double tol, std::int64_t max_interval, bool reortho, Index block,
+            Index threads)
       : coef_(std::move(coef)) {
     TeacherView<T> tv;
     tv.d = d;
@@ -36,7 +37,7 @@ class PyStiefel {
       tv.directions = dirs_.data();
     }
     OrthoPolicy pol{tol, max_interval, reortho};
-    k_ = std::make_unique<StiefelKernel<T>>(d, N, batch, lr, tv, seed, pol, block);
+    k_ = std::make_unique<StiefelKernel<T>>(d, N, batch, lr, tv, seed, pol, block, threads);
   }
 
   void check_w(const CArr<T>& W) const {
@@ -82,6 +83,9 @@ class PyStiefel {
     k_->draw_samples(t, p);
   }
 
+  void set_threads(Index n) { k_->set_threads(n); }
+  Index threads() const { return k_->threads(); }
+
   py::tuple get_state() const {
     const auto& s = k_->state();
     return py::make_tuple(s.t, s.since, s.n_reortho, s.n_probe, s.max_drift, s.last_drift, s.est, s.logbound);
@@ -108,14 +112,16 @@ template <class T>
 void bind_one(py::module_& m, const char* name) {
   py::class_<PyStiefel<T>>(m, name)
       .def(py::init<Index, Index, Index, double, CArr<T>, std::optional<CArr<T>>, double, std::uint64_t, double,
-                    std::int64_t, bool, Index>(),
+                    std::int64_t, bool, Index, Index>(),
            py::arg("d"), py::arg("width"), py::arg("batch"), py::arg("lr"), py::arg("coef").noconvert(),
            py::arg("directions").noconvert(), py::arg("noise"), py::arg("seed"), py::arg("tol"), py::arg("max_interval"),
-           py::arg("reortho"), py::arg("block") = 1)
+           py::arg("reortho"), py::arg("block") = 1, py::arg("threads") = 1)
       .def("advance", &PyStiefel<T>::advance, py::arg("W").noconvert(), py::arg("steps"),
            py::arg("X").noconvert() = py::none(), py::arg("y").noconvert() = py::none())
       .def("reorthonormalize", &PyStiefel<T>::reorthonormalize, py::arg("W").noconvert())
       .def("draw_samples", &PyStiefel<T>::draw_samples, py::arg("t"), py::arg("out").noconvert())
+      .def("set_threads", &PyStiefel<T>::set_threads, py::arg("n"))
+      .def_property_readonly("threads", &PyStiefel<T>::threads)
       .def("get_state", &PyStiefel<T>::get_state)
       .def("set_state", &PyStiefel<T>::set_state);
 }

@@ -21,6 +21,7 @@ import time as _time
 
 import numpy as np
 
+from . import _threads
 from . import _validate as V
 from .teacher import Teacher
 
@@ -28,15 +29,21 @@ __all__ = ["StiefelSGD", "Trajectory", "DivergenceError", "logspace_steps", "haa
 
 
 def default_block(d: int, width: int, batch: int) -> int:
-    """Block size of the blocked engine: 1 (sequential kernel) for batch > 1 or for small
-    problems (d * width < 8192, where a step is a few microseconds and GEMM setup would
-    dominate); otherwise 32 for width < 128 and 64 above.  Measured on a 2-core AVX-512
-    VM: k = 32-64 minimises the time per step for (d, N) = (1024, 32), (4096, 64),
-    (4096, 256), (16384, 1024), while k >= 128 at d = 16384 lets the d x k sample block
-    outgrow the cache."""
-    if batch != 1 or d * width < 8192:
+    """Steps per block of the blocked engine (MODEL.md §3).
+
+    A block holds ``block * batch`` sample columns; about 32 columns for width < 128 and
+    64 above keep the d x columns sample block and the N x columns coefficient matrices
+    in cache while the GEMMs reach their throughput (measured on a 2-core AVX-512 VM: 32-64
+    columns minimise the time per step at (d, N) = (1024, 32), (4096, 64), (4096, 256),
+    (16384, 1024); 128 and more let the sample block outgrow the cache).  Returns 1 (the
+    sequential kernels) for small problems, d * width < 8192, where a step takes a few
+    microseconds and GEMM setup would dominate, and when ``batch`` alone fills a block.
+    """
+    if d * width < 8192:
         return 1
-    return 32 if width < 128 else 64
+    cols = 32 if width < 128 else 64
+    return max(1, cols // batch)
+
 
 _DEFAULT_TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
 # accepted deviation of a user's W0 from orthonormality (it is then polished to rounding)
@@ -153,10 +160,17 @@ class StiefelSGD:
     reortho : bool
         False disables re-orthonormalisation (for studying the drift only).
     block : int, optional
-        Steps per block of the blocked exact engine (MODEL.md §3, batch 1 only): k steps are
+        Steps per block of the blocked exact engine (MODEL.md §3, any batch): k steps are
         carried out with matrix-matrix products and one pass over W, reproducing the
-        sequential trajectory to rounding.  ``block=1`` selects the sequential one-pass
-        kernel.  Default: :func:`default_block`.
+        sequential trajectory to rounding.  ``block=1`` selects the sequential kernels
+        (the one-pass fused kernel for batch 1, the rank-B kernel otherwise).
+        Default: :func:`default_block`.
+    threads : int, optional
+        Threads of the blocked engine (sampling and the passes over W).  Default: the
+        environment (``QUADFAST_NUM_THREADS``, then ``OMP_NUM_THREADS``), else the CPUs
+        available.  Results are bit-identical for every thread count: rows are split into
+        slabs fixed by the problem size, whose partial sums are added in a fixed order.
+        The sequential kernels (``block=1``) use one thread.
 
     Attributes
     ----------
@@ -168,7 +182,7 @@ class StiefelSGD:
 
     def __init__(self, teacher: Teacher, width: int, lr: float, batch: int = 1, seed: int = 0, W0=None,
                  dtype=np.float64, reortho_tol: float | None = None, reortho_max_interval: int = 1 << 22,
-                 reortho: bool = True, block: int | None = None):
+                 reortho: bool = True, block: int | None = None, threads: int | None = None):
         if not isinstance(teacher, Teacher):
             raise TypeError(f"teacher: expected a quadfast.Teacher, got {type(teacher).__name__}")
         self.teacher = teacher
@@ -184,8 +198,7 @@ class StiefelSGD:
         if block is None:
             block = default_block(d, self.width, self.batch)
         self.block = V.positive_int(block, "block")
-        if self.block > 1 and self.batch != 1:
-            raise ValueError(f"block: the blocked engine runs batch 1 only; use block=1 with batch={self.batch}")
+        self._threads = _threads.resolve(threads)
         if W0 is None:
             W = haar_stiefel(d, self.width, self.seed).astype(self.dtype)
         else:
@@ -207,7 +220,18 @@ class StiefelSGD:
         self._coef = np.ascontiguousarray(t.coef, dtype=self.dtype)
         self._dirs = None if t.directions is None else np.ascontiguousarray(t.directions, dtype=self.dtype)
         return cls(t.d, self.width, self.batch, self.lr, self._coef, self._dirs, t.noise, self.seed,
-                   self.reortho_tol, self.reortho_max_interval, self.reortho, self.block)
+                   self.reortho_tol, self.reortho_max_interval, self.reortho, self.block, self._threads)
+
+    @property
+    def threads(self) -> int:
+        """Threads of the blocked engine; settable (results do not depend on it)."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, value) -> None:
+        n = _threads.resolve(value)
+        self._kernel.set_threads(n)
+        self._threads = n
 
     def _advance(self, steps: int, X=None, y=None) -> None:
         if self.W.dtype != self.dtype or not self.W.flags.c_contiguous or self.W.shape != (self.teacher.d, self.width):
@@ -350,7 +374,7 @@ class StiefelSGD:
             "teacher": self.teacher, "width": self.width, "lr": self.lr, "batch": self.batch,
             "seed": self.seed, "dtype": self.dtype.str, "reortho_tol": self.reortho_tol,
             "reortho_max_interval": self.reortho_max_interval, "reortho": self.reortho, "block": self.block,
-            "W": self.W,
+            "threads": self._threads, "W": self.W,
             "kernel_state": self._kernel.get_state(),
         }
 
@@ -363,13 +387,14 @@ class StiefelSGD:
         self.reortho_tol, self.reortho_max_interval = st["reortho_tol"], st["reortho_max_interval"]
         self.reortho = st["reortho"]
         self.block = st["block"]
+        self._threads = st.get("threads", 1)
         self.W = np.ascontiguousarray(st["W"], dtype=self.dtype)
         self._kernel = self._make_kernel()
         self._kernel.set_state(tuple(st["kernel_state"]))
 
     def __repr__(self) -> str:
         return (f"StiefelSGD(d={self.teacher.d}, width={self.width}, r={self.teacher.r}, lr={self.lr:g}, "
-                f"batch={self.batch}, block={self.block}, dtype={self.dtype}, steps_done={self.steps_done})")
+                f"batch={self.batch}, block={self.block}, threads={self._threads}, dtype={self.dtype}, steps_done={self.steps_done})")
 
 
 def _traj(rows, lr) -> Trajectory:

@@ -46,7 +46,7 @@ using namespace quadfast;
 struct Count { long allocations; long corrections; };
 
 template <class T>
-Count count_allocs(Index d, Index N, Index batch, Index block, std::int64_t steps, bool explicit_frame) {
+Count count_allocs(Index d, Index N, Index batch, Index block, std::int64_t steps, bool explicit_frame, Index threads) {
   const Index r = N;
   std::vector<T> coef(r, T(1) / std::sqrt(T(r)));
   RowMat<T> theta = RowMat<T>::Zero(d, r);
@@ -54,7 +54,7 @@ Count count_allocs(Index d, Index N, Index batch, Index block, std::int64_t step
   TeacherView<T> tv{d, r, coef.data(), explicit_frame ? theta.data() : nullptr, 0.1};
   RowMat<T> W = RowMat<T>::Zero(d, N);
   for (Index j = 0; j < N; ++j) W(2 * j + 1, j) = 1;
-  StiefelKernel<T> k(d, N, batch, 1e-3 / static_cast<double>(d), tv, 7, OrthoPolicy{}, block);  // default tol per precision
+  StiefelKernel<T> k(d, N, batch, 1e-3 / static_cast<double>(d), tv, 7, OrthoPolicy{}, block, threads);  // default tol per precision
   k.advance(W.data(), 3 * (block > 1 ? block : 1));  // warm-up: lazily initialised statics
   k.reorthonormalize(W.data());
   const long before = static_cast<long>(k.state().n_reortho);
@@ -67,19 +67,21 @@ Count count_allocs(Index d, Index N, Index batch, Index block, std::int64_t step
 
 int main(int argc, char** argv) {
   const int only = argc > 1 ? std::atoi(argv[1]) : -1;  // run one case (for debugging)
-  struct Case { const char* name; Index d, N, batch, block; bool expl; bool f32; };
+  struct Case { const char* name; Index d, N, batch, block; bool expl; bool f32; Index threads; };
   const Case cases[] = {
-      {"sequential", 512, 32, 1, 1, false, false},       {"sequential_explicit", 512, 32, 1, 1, true, false},
-      {"batch4", 512, 32, 4, 1, false, false},           {"blocked_k32", 512, 32, 1, 32, false, false},
-      {"blocked_k64_N256", 2048, 256, 1, 64, false, false}, {"blocked_k32_f32", 512, 32, 1, 32, false, true},
+      {"sequential", 512, 32, 1, 1, false, false, 1},       {"sequential_explicit", 512, 32, 1, 1, true, false, 1},
+      {"batch4", 512, 32, 4, 1, false, false, 1},           {"blocked_k32", 512, 32, 1, 32, false, false, 1},
+      {"blocked_k64_N256", 2048, 256, 1, 64, false, false, 1}, {"blocked_k32_f32", 512, 32, 1, 32, false, true, 1},
+      {"blocked_batch4_k8_explicit", 1024, 32, 4, 8, true, false, 1},
+      {"blocked_k32_threads2", 2048, 64, 1, 32, false, false, 2},
   };
   bool ok = true;
   int idx = -1;
   for (const auto& c : cases) {
     if (++idx, only >= 0 && idx != only) continue;
     const std::int64_t steps = 500;
-    const Count n = c.f32 ? count_allocs<float>(c.d, c.N, c.batch, c.block, steps, c.expl)
-                          : count_allocs<double>(c.d, c.N, c.batch, c.block, steps, c.expl);
+    const Count n = c.f32 ? count_allocs<float>(c.d, c.N, c.batch, c.block, steps, c.expl, c.threads)
+                          : count_allocs<double>(c.d, c.N, c.batch, c.block, steps, c.expl, c.threads);
     std::printf("%s steps=%lld allocations=%ld corrections=%ld\n", c.name, static_cast<long long>(steps),
                 n.allocations, n.corrections);
     ok = ok && n.allocations <= 16 * n.corrections;

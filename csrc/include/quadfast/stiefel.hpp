@@ -72,36 +72,18 @@ class StiefelKernel {
   // block > 1 (batch 1 only) selects the blocked exact engine of MODEL.md §3: k = block
   // sequential steps per pass over W, carried out with matrix-matrix products.
   StiefelKernel(Index d, Index N, Index batch, double lr, const TeacherView<T>& teacher,
-                std::uint64_t seed, OrthoPolicy policy = {}, Index block = 1)
-      : d_(d), N_(N), B_(batch), K_blk_(block), lr_(lr), seed_(seed), policy_(policy), label_(teacher),
+                std::uint64_t seed, OrthoPolicy policy = {}, Index block = 1, Index threads = 1)
+      : d_(d), N_(N), B_(batch), K_blk_(block), threads_(threads), lr_(lr), seed_(seed), policy_(policy), label_(teacher),
         table_(static_cast<std::size_t>(d)) {
     if (block < 1) throw std::invalid_argument("block must be >= 1");
     if (!(policy_.tol > 0.0)) policy_.tol = sizeof(T) == sizeof(float) ? 1e-5 : 1e-12;
-    if (block > 1 && batch != 1) throw std::invalid_argument("the blocked engine needs batch == 1");
+    if (threads < 1) throw std::invalid_argument("threads must be >= 1");
     if (d < 1 || N < 1 || N > d) throw std::invalid_argument("width must lie in 1..d");
     if (batch < 1) throw std::invalid_argument("batch must be >= 1");
     if (!(lr > 0.0) || !std::isfinite(lr)) throw std::invalid_argument("lr must be finite and > 0");
     if (teacher.d != d) throw std::invalid_argument("teacher dimension differs from d");
     xbuf_[0].resize(B_ * d_);
     xbuf_[1].resize(B_ * d_);
-    if (K_blk_ > 1) {
-      const Index k = K_blk_;
-      Xb_[0].resize(k * d_);
-      Xb_[1].resize(k * d_);
-      Pm_.resize(N_, k);
-      Pnext_.resize(N_, k);
-      Xg_.resize(k, k);
-      Bm_.resize(N_, k);
-      Am_.resize(k, k);
-      Zm_.resize(N_, k);
-      Zt_.resize(k, N_);
-      AZt_.resize(k, N_);
-      WB_.resize(kRowBlock, k);
-      uvec_.resize(k);
-      svec_.resize(k);
-      zvec_.resize(N_);
-      yblk_.resize(k);
-    }
     if (B_ == 1) {
       z_.resize(N_);
       znext_.resize(N_);
@@ -128,6 +110,7 @@ class StiefelKernel {
       Q_.resize(B_, B_);
       Dw_.resize(B_);
     }
+    if (K_blk_ > 1) setup_blocked();
     Rpolar_.resize(N_, N_);
     blkd_.resize(kRowBlock, N_);
     blkd2_.resize(kRowBlock, N_);
@@ -178,6 +161,13 @@ class StiefelKernel {
   }
 
   Index block() const noexcept { return K_blk_; }
+  // Threads of the blocked engine (results do not depend on it).  The sequential kernels
+  // (block == 1) run on one thread.
+  Index threads() const noexcept { return threads_; }
+  void set_threads(Index n) {
+    if (n < 1) throw std::invalid_argument("threads must be >= 1");
+    threads_ = n;
+  }
 
   // Full polar re-orthonormalisation W <- W (W^T W)^{-1/2}, in double precision whatever
   // T is (float32 rounding in a length-d sum would otherwise swamp a 1e-5 target).
@@ -292,116 +282,267 @@ class StiefelKernel {
   }
 
 
-  // ---------------------------------------------------------------- blocked, batch = 1
-  // MODEL.md §3.  Within a block of k steps, W_j = W + (W B + X A) Z^T over the columns
-  // < j, with B (N x k), A (k x k, upper triangular) and Z (N x k, the z of each step):
-  //   z_j = P_j + Z (B^T P_j + A^T (X^T x_j)),   P = W^T X,
-  //   p_j = W (z_j + B s) + X (A s),   s = Z^T z_j,
-  //   v_j = ga x_j + cp p_j  ->  B_:j = cp (z_j + B s),  A_:j = cp A s + ga e_j,  Z_:j = z_j,
-  // and at the end W <- W + (W B) Z^T + X (A Z^T): O(N k + k^2) per step plus GEMMs.
-  // Blocks are aligned to absolute step multiples of k, so the way a run is split into
-  // calls changes nothing unless a call ends inside a block.
+  // ---------------------------------------------------------------- blocked engine
+  // MODEL.md §3, for any batch B.  A block of k steps holds c = k B sample columns
+  // X (d x c, one sample per column, column stride d).  Within the block
+  //   W_j = W + (W Bm + X Am) Zm^T        (the columns of the steps before j),
+  // with Bm (N x c), Am (c x c, block upper triangular) and Zm (N x c).  Step j, with
+  // columns J = [jB, jB + B):
+  //   Z_J = W_j^T X_J = P_J + Zm (Bm^T P_J + Am^T G_J),   P = W^T X,  G = X^T X,
+  // and the polar step (MODEL.md §2) is W_{j+1} = W_j + (X_J Cx + W_j Z_J Cw) Z_J^T with
+  // B x B coefficients Cx, Cw (step_coefficients).  As
+  //   W_j Z_J Cw = W (Z_J Cw + Bm S) + X (Am S),   S = Zm^T Z_J Cw,
+  // the step appends the columns Bm_J = Z_J Cw + Bm S, Am_J = [Am S; Cx; 0], Zm_J = Z_J:
+  // O(N c B + c^2 B) per step on small matrices.  The block ends with one pass over W:
+  // per row block, Y = W_b Bm + X_b Am, then W_b += Y Zm^T (6 d N + 3 d c flops per step
+  // together with P and G).  In the same pass the next block's samples are drawn into the
+  // rows of X just consumed, and its P = W^T X and G = X^T X accumulate from the updated
+  // rows.  Rows are split into slabs fixed by (d, c) alone; each slab accumulates partial
+  // P and G, which are summed in slab order, so results are bit-identical for any number
+  // of threads.  Blocks are aligned to absolute step multiples of k, so the way a run is
+  // split into calls changes nothing unless a call ends inside a block.
   using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+  using StridedX = Eigen::Map<const ColMat, 0, Eigen::OuterStride<>>;
 
-  // P = W^T X for the k samples of a block (X as k rows of length d), over row blocks in order.
-  void accumulate_P(const MapW& Wm, const T* X, Index k, ColMat& P) const {
-    Eigen::Map<const ColMat> Xt(X, d_, k);
-    P.leftCols(k).setZero();
-    for (Index i0 = 0; i0 < d_; i0 += kRowBlock) {
-      const Index nb = std::min<Index>(kRowBlock, d_ - i0);
-      P.leftCols(k).noalias() += Wm.middleRows(i0, nb).transpose() * Xt.middleRows(i0, nb);
+  void setup_blocked() {
+    const Index cap = K_blk_ * B_;
+    cap_ = cap;
+    // Slabs: at most 32, at least 64 rows each, and partial sums no larger than W / 4.
+    const Index target = std::max<Index>(1, std::min<Index>(32, d_ / std::max<Index>(1, 4 * cap)));
+    slab_rows_ = ((d_ + target - 1) / target + kRowBlock - 1) / kRowBlock * kRowBlock;
+    n_slabs_ = (d_ + slab_rows_ - 1) / slab_rows_;
+    Xbuf_.resize(static_cast<std::size_t>(cap * d_));
+    Pm_.resize(N_, cap);
+    Xg_.resize(cap, cap);
+    Ppart_.resize(N_, n_slabs_ * cap);
+    Gpart_.resize(cap, n_slabs_ * cap);
+    Ywork_.resize(kRowBlock, n_slabs_ * cap);
+    if (label_.view().directions != nullptr) {
+      TX_.resize(label_.view().r, cap);
+      TXpart_.resize(label_.view().r, n_slabs_ * cap);
     }
+    Bm_.resize(N_, cap);
+    Am_.resize(cap, cap);
+    Zm_.resize(N_, cap);
+    Zt_.resize(cap, N_);
+    Zj_.resize(N_, B_);
+    ZC_.resize(N_, B_);
+    Tmp_.resize(cap, B_);
+    Sx_.resize(cap, B_);
+    Cx_.resize(B_, B_);
+    Cw_.resize(B_, B_);
+    yblk_.resize(cap);
   }
 
-  // Applies the first m steps of the block to W; if Xn != nullptr also accumulates the next
-  // block's P = W^T Xn (kn samples) from the updated rows.
-  void apply_block(MapW& Wm, const T* X, Index m, const T* Xn, Index kn) {
-    Eigen::Map<const ColMat> Xt(X, d_, m);
-    Zt_.topRows(m) = Zm_.leftCols(m).transpose();
-    AZt_.topRows(m).noalias() = Am_.topLeftCorner(m, m) * Zt_.topRows(m);
-    if (Xn != nullptr) Pnext_.leftCols(kn).setZero();
-    for (Index i0 = 0; i0 < d_; i0 += kRowBlock) {
-      const Index nb = std::min<Index>(kRowBlock, d_ - i0);
-      auto Wb = Wm.middleRows(i0, nb);
-      auto WB = WB_.topLeftCorner(nb, m);
-      WB.noalias() = Wb * Bm_.leftCols(m);
-      Wb.noalias() += WB * Zt_.topRows(m);
-      Wb.noalias() += Xt.middleRows(i0, nb) * AZt_.topRows(m);
-      if (Xn != nullptr) {
-        Eigen::Map<const ColMat> Xtn(Xn, d_, kn);
-        Pnext_.leftCols(kn).noalias() += Wb.transpose() * Xtn.middleRows(i0, nb);
-      }
+  template <class F>
+  void for_slabs(F&& f) {
+#ifdef _OPENMP
+    if (threads_ > 1 && n_slabs_ > 1) {
+#pragma omp parallel for num_threads(static_cast<int>(threads_)) schedule(static)
+      for (Index s = 0; s < n_slabs_; ++s) f(s);
+      return;
     }
+#endif
+    for (Index s = 0; s < n_slabs_; ++s) f(s);
+  }
+
+  // One pass over W, slab-parallel.  If Xa != nullptr: applies the first `ma` columns of
+  // the current block (W += (W Bm + Xa Am) Zm^T).  If Xn != nullptr: then accumulates P,
+  // G (and Theta^T X for an explicit-frame teacher) of the `cn` columns of the next
+  // block, whose first step is `tn`, drawing them first into Xbuf_ when `draw`.
+  void pass(MapW& Wm, const T* Xa, Index ma, const T* Xn, Index cn, std::int64_t tn, bool draw, bool need_tx) {
+    if (Xa != nullptr) Zt_.topRows(ma) = Zm_.leftCols(ma).transpose();
+    const T* theta = label_.view().directions;
+    const Index r = label_.view().r;
+    for_slabs([&](Index s) {
+      const Index r0 = s * slab_rows_, r1 = std::min<Index>(d_, r0 + slab_rows_);
+      auto Pp = Ppart_.middleCols(s * cap_, cn);
+      auto Gp = Gpart_.block(0, s * cap_, cn, cn);
+      if (Xn != nullptr) {
+        Pp.setZero();
+        Gp.setZero();
+        if (need_tx) TXpart_.middleCols(s * cap_, cn).setZero();
+      }
+      for (Index i0 = r0; i0 < r1; i0 += kRowBlock) {
+        const Index nb = std::min<Index>(kRowBlock, r1 - i0);
+        auto Wb = Wm.middleRows(i0, nb);
+        if (Xa != nullptr) {
+          StridedX Xab(Xa + i0, nb, ma, Eigen::OuterStride<>(d_));
+          auto Y = Ywork_.block(0, s * cap_, nb, ma);
+          Y.noalias() = Wb * Bm_.leftCols(ma);
+          Y.noalias() += Xab * Am_.topLeftCorner(ma, ma);
+          Wb.noalias() += Y * Zt_.topRows(ma);
+        }
+        if (Xn != nullptr) {
+          if (draw)  // the rows just consumed now hold the next block's samples
+            for (Index j = 0; j < cn; ++j)
+              rng::fill_normals_range(Xbuf_.data() + j * d_ + i0, static_cast<std::size_t>(i0),
+                                      static_cast<std::size_t>(i0 + nb), seed_,
+                                      static_cast<std::uint64_t>(tn * B_ + j), table_);
+          StridedX Xnb(Xn + i0, nb, cn, Eigen::OuterStride<>(d_));
+          Pp.noalias() += Wb.transpose() * Xnb;
+          Gp.template selfadjointView<Eigen::Lower>().rankUpdate(Xnb.transpose());
+          if (need_tx) {
+            Eigen::Map<const Mat> th(theta + i0 * r, nb, r);
+            TXpart_.middleCols(s * cap_, cn).noalias() += th.transpose() * Xnb;
+          }
+        }
+      }
+    });
+    if (Xn == nullptr) return;
+    // partial sums in slab order: independent of the thread count
+    Pm_.leftCols(cn) = Ppart_.leftCols(cn);
+    Xg_.topLeftCorner(cn, cn) = Gpart_.topLeftCorner(cn, cn);
+    if (need_tx) TX_.leftCols(cn) = TXpart_.leftCols(cn);
+    for (Index s = 1; s < n_slabs_; ++s) {
+      Pm_.leftCols(cn) += Ppart_.middleCols(s * cap_, cn);
+      Xg_.topLeftCorner(cn, cn) += Gpart_.block(0, s * cap_, cn, cn);
+      if (need_tx) TX_.leftCols(cn) += TXpart_.middleCols(s * cap_, cn);
+    }
+    Xg_.topLeftCorner(cn, cn).template triangularView<Eigen::StrictlyUpper>() =
+        Xg_.topLeftCorner(cn, cn).transpose();
+  }
+
+  // Teacher label of column `col` of the current block (sample number `sample`).
+  double column_label(const T* Xc, Index col, std::int64_t sample, bool need_tx) {
+    double yv;
+    if (need_tx) {
+      const T* coef = label_.view().coef;
+      yv = 0.0;
+      for (Index j = 0; j < label_.view().r; ++j) {
+        const double p = static_cast<double>(TX_(j, col));
+        yv += static_cast<double>(coef[j]) * (p * p - 1.0);
+      }
+    } else {
+      yv = label_(Xc + col * d_);
+    }
+    if (label_.view().noise != 0.0) yv += label_.view().noise * noise_of(sample);
+    return yv;
+  }
+
+  // Cx, Cw of the step whose Z_J is in Zj_ and whose columns start at c0 (labels in
+  // yblk_, Grams of the samples in Xg_); log_growth = log of the bound on ||M||^2 with
+  // M = I + Z_J Cw Z_J^T (E+ = M^T E M, as X_J^T W_j = Z_J^T).  False: non-finite.
+  bool step_coefficients(Index c0, double& log_growth) {
+    const double Nd = static_cast<double>(N_);
+    if (B_ == 1) {
+      // MODEL.md §2: v = g a x + (c - g a) p with a = (1 + s)^{-1/2}
+      const double zz = Zj_.col(0).template cast<double>().squaredNorm();
+      const double xx = static_cast<double>(Xg_(c0, c0));
+      const double e = zz - Nd - yblk_[c0];
+      const double g = -2.0 * lr_ * e;
+      const double u2 = g * g * std::max(xx - zz, 0.0);
+      const double sc = u2 * zz;
+      if (!std::isfinite(e) || !std::isfinite(sc)) return false;
+      const double lg = -0.5 * std::log1p(sc);
+      const double a = std::exp(lg);
+      const double c = zz > 0.0 ? std::expm1(lg) / zz : 0.0;
+      Cx_(0, 0) = static_cast<T>(g * a);
+      Cw_(0, 0) = static_cast<T>(c - g * a);
+      log_growth = 2.0 * std::log(std::max(1.0, std::abs(1.0 + (c - g * a) * zz)));
+      return true;
+    }
+    // Rank-B step (see advance_batch): U = g (X_J - W_j Z_J) diag(e), g = -2 lr / B,
+    // K = U^T U = g^2 diag(e) (X_J^T X_J - Z^T Z) diag(e), L = K^{1/2},
+    // L Z^T Z L = Q D Q^T, h(D) = ((1 + D)^{-1/2} - 1) / D, and
+    // W+ = W + U Z^T + (W Z L Q + U H) h(D) (L Q)^T Z^T,  H = Z^T Z L Q, which is
+    //   Cx = g diag(e) (I + H h(D) (LQ)^T),   Cw = LQ h(D) (LQ)^T - Cx.
+    smallT_.noalias() = Zj_.transpose() * Zj_;
+    GZ_ = smallT_.template cast<double>();
+    GX_ = Xg_.block(c0, c0, B_, B_).template cast<double>();
+    const double g = -2.0 * lr_ / static_cast<double>(B_);
+    bool ok = true;
+    for (Index b = 0; b < B_; ++b) {
+      e_[b] = GZ_(b, b) - Nd - yblk_[c0 + b];
+      ok = ok && std::isfinite(e_[b]);
+    }
+    if (!ok) return false;
+    for (Index i = 0; i < B_; ++i)
+      for (Index j = 0; j < B_; ++j) K_(i, j) = (g * g) * e_[i] * e_[j] * (GX_(i, j) - GZ_(i, j));
+    if (!K_.allFinite()) return false;
+    jacobi_eigh(K_, Q_, Dw_);
+    hvec_ = Dw_.cwiseMax(0.0).cwiseSqrt();
+    tmpB_.noalias() = Q_ * hvec_.asDiagonal();
+    L_.noalias() = tmpB_ * Q_.transpose();
+    tmpB_.noalias() = GZ_ * L_;
+    M_.noalias() = L_ * tmpB_;
+    jacobi_eigh(M_, Q_, Dw_);
+    if (!Dw_.allFinite()) return false;
+    for (Index b = 0; b < B_; ++b) {
+      const double Db = std::max(Dw_[b], 0.0);
+      hvec_[b] = Db > 0.0 ? std::expm1(-0.5 * std::log1p(Db)) / Db : -0.5;
+    }
+    tmpB_.noalias() = L_ * Q_;          // LQ
+    M_.noalias() = GZ_ * tmpB_;         // H
+    L_.noalias() = tmpB_ * hvec_.asDiagonal();  // LQ h
+    K_.noalias() = M_ * hvec_.asDiagonal();     // H h
+    M_.noalias() = K_ * tmpB_.transpose();      // H h (LQ)^T
+    M_.diagonal().array() += 1.0;
+    for (Index i = 0; i < B_; ++i) M_.row(i) *= g * e_[i];  // Cx
+    K_.noalias() = L_ * tmpB_.transpose();      // LQ h (LQ)^T
+    K_ -= M_;                                   // Cw
+    Cx_ = M_.template cast<T>();
+    Cw_ = K_.template cast<T>();
+    // ||Z Cw Z^T|| <= ||Z||_F ||Cw Z^T||_F,  ||Cw Z^T||_F^2 = tr(Cw GZ Cw^T)
+    tmpB_.noalias() = K_ * GZ_;
+    const double phi2 = std::max(0.0, (tmpB_.cwiseProduct(K_)).sum());
+    log_growth = 2.0 * std::log1p(std::sqrt(std::max(0.0, GZ_.trace()) * phi2));
+    return std::isfinite(log_growth);
   }
 
   AdvanceResult advance_blocked(T* W, std::int64_t steps, const T* X, const T* y) {
     AdvanceResult res;
     if (steps <= 0) return res;
     MapW Wm(W, d_, N_);
-    const double Nd = static_cast<double>(N_);
     const std::int64_t K = K_blk_;
+    const bool draw = (X == nullptr);
+    const bool need_tx = (y == nullptr) && label_.view().directions != nullptr;
     auto block_len = [&](std::int64_t t_abs, std::int64_t left) {
       return static_cast<Index>(std::min<std::int64_t>(K - (t_abs % K), left));
     };
-    auto load = [&](std::int64_t k_off, std::int64_t t_abs, Index k, int buf) -> const T* {
-      if (X != nullptr) return X + k_off * d_;
-      for (Index j = 0; j < k; ++j) draw_samples(t_abs + j, Xb_[buf].data() + j * d_);
-      return Xb_[buf].data();
-    };
+    // samples of the step `off` steps into this call
+    auto xptr = [&](std::int64_t off) -> const T* { return draw ? Xbuf_.data() : X + off * B_ * d_; };
     std::int64_t done = 0;
-    int cur = 0;
     Index k = block_len(state_.t, steps);
-    const T* Xc = load(0, state_.t, k, cur);
-    accumulate_P(Wm, Xc, k, Pm_);
+    const T* Xc = xptr(0);
+    pass(Wm, nullptr, 0, Xc, k * B_, state_.t, draw, need_tx);
     while (done < steps) {
-      Eigen::Map<const ColMat> Xt(Xc, d_, k);
-      Xg_.topLeftCorner(k, k).noalias() = Xt.transpose() * Xt;
-      for (Index j = 0; j < k; ++j)
-        yblk_[j] = (y != nullptr) ? static_cast<double>(y[done + j])
-                                  : teacher_label(Xc + j * d_, state_.t + j);
+      const Index c = k * B_;
+      for (Index col = 0; col < c; ++col)
+        yblk_[col] = (y != nullptr) ? static_cast<double>(y[done * B_ + col])
+                                    : column_label(Xc, col, state_.t * B_ + col, need_tx);
       Index m = 0;  // steps of this block carried out
       bool failed = false, probe = false;
       for (Index j = 0; j < k; ++j) {
-        if (j == 0) {
-          zvec_ = Pm_.col(0);
+        const Index c0 = j * B_;
+        if (c0 == 0) {
+          Zj_ = Pm_.leftCols(B_);
         } else {
-          uvec_.head(j).noalias() = Bm_.leftCols(j).transpose() * Pm_.col(j);
-          uvec_.head(j).noalias() += Am_.topLeftCorner(j, j).transpose() * Xg_.col(j).head(j);
-          zvec_ = Pm_.col(j);
-          zvec_.noalias() += Zm_.leftCols(j) * uvec_.head(j);
+          Tmp_.topRows(c0).noalias() = Bm_.leftCols(c0).transpose() * Pm_.middleCols(c0, B_);
+          Tmp_.topRows(c0).noalias() += Am_.topLeftCorner(c0, c0).transpose() * Xg_.block(0, c0, c0, B_);
+          Zj_ = Pm_.middleCols(c0, B_);
+          Zj_.noalias() += Zm_.leftCols(c0) * Tmp_.topRows(c0);
         }
-        const double zz = zvec_.template cast<double>().squaredNorm();
-        const double xx = static_cast<double>(Xg_(j, j));
-        const double e = zz - Nd - yblk_[j];
-        const double g = -2.0 * lr_ * e;
-        const double u2 = g * g * std::max(xx - zz, 0.0);
-        const double sc = u2 * zz;
-        if (!std::isfinite(e) || !std::isfinite(sc)) {
+        double log_growth = 0.0;
+        if (!step_coefficients(c0, log_growth)) {
           failed = true;
           break;
         }
-        const double lg = -0.5 * std::log1p(sc);
-        const double a = std::exp(lg);
-        const double c = zz > 0.0 ? std::expm1(lg) / zz : 0.0;
-        const T ga = static_cast<T>(g * a), cp = static_cast<T>(c - g * a);
-        if (j > 0) {
-          svec_.head(j).noalias() = Zm_.leftCols(j).transpose() * zvec_;
-          Bm_.col(j) = zvec_;
-          Bm_.col(j).noalias() += Bm_.leftCols(j) * svec_.head(j);
-          Bm_.col(j) *= cp;
-          Am_.col(j).head(j).noalias() = Am_.topLeftCorner(j, j) * svec_.head(j);
-          Am_.col(j).head(j) *= cp;
-        } else {
-          Bm_.col(0) = cp * zvec_;
+        ZC_.noalias() = Zj_ * Cw_;
+        Bm_.middleCols(c0, B_) = ZC_;
+        if (c0 > 0) {
+          Sx_.topRows(c0).noalias() = Zm_.leftCols(c0).transpose() * ZC_;
+          Bm_.middleCols(c0, B_).noalias() += Bm_.leftCols(c0) * Sx_.topRows(c0);
+          Am_.block(0, c0, c0, B_).noalias() = Am_.topLeftCorner(c0, c0) * Sx_.topRows(c0);
         }
-        Am_.col(j).segment(j, k - j).setZero();  // rows j..k-1 (the column is K long)
-        Am_(j, j) = ga;
-        Zm_.col(j) = zvec_;
+        Am_.block(c0, c0, B_, B_) = Cx_;
+        Am_.block(c0 + B_, c0, cap_ - c0 - B_, B_).setZero();
+        Zm_.middleCols(c0, B_) = Zj_;
         m = j + 1;
         ++state_.t;
         ++state_.since;
         if (policy_.enabled) {
-          state_.logbound += 2.0 * std::log(std::max(1.0, std::abs(1.0 + (c - g * a) * zz)));
+          state_.logbound += log_growth;
           if (ortho_wanted()) {
             probe = true;
             break;
@@ -410,14 +551,13 @@ class StiefelKernel {
       }
       done += m;
       res.steps_done += m;
-      // Next block: prefetch its samples and fuse its P into the update pass, unless this
-      // block was cut short (then the rest of its samples are re-read from the new W).
+      // Next block: draw its samples and fuse its P into the update pass, unless this
+      // block was cut short (then they are drawn and P is formed from the new W).
       const bool full = (m == k) && !failed && !probe;
       const bool more = done < steps && !failed;
-      Index kn = more ? block_len(state_.t, steps - done) : 0;
-      const T* Xn = nullptr;
-      if (more && full) Xn = load(done, state_.t, kn, cur ^ 1);
-      if (m > 0) apply_block(Wm, Xc, m, Xn, kn);
+      const Index kn = more ? block_len(state_.t, steps - done) : 0;
+      const T* Xn = (more && full) ? xptr(done) : nullptr;
+      if (m > 0 || Xn != nullptr) pass(Wm, m > 0 ? Xc : nullptr, m * B_, Xn, kn * B_, state_.t, draw, need_tx);
       if (failed) {
         res.finite = false;
         return res;
@@ -426,12 +566,10 @@ class StiefelKernel {
       if (probe && ortho_act(W)) recompute = more;
       if (!more) break;
       if (recompute) {
-        Xn = load(done, state_.t, kn, cur ^ 1);
-        accumulate_P(Wm, Xn, kn, Pnext_);
+        Xn = xptr(done);
+        pass(Wm, nullptr, 0, Xn, kn * B_, state_.t, draw, need_tx);
       }
-      std::swap(Pm_, Pnext_);
       Xc = Xn;
-      cur ^= 1;
       k = kn;
     }
     return res;
@@ -606,7 +744,7 @@ class StiefelKernel {
     return res;
   }
 
-  Index d_, N_, B_, K_blk_;
+  Index d_, N_, B_, K_blk_, threads_;
   double lr_;
   std::uint64_t seed_;
   OrthoPolicy policy_;
@@ -615,10 +753,10 @@ class StiefelKernel {
   rng::PositionTable table_;
   Vec<T> xbuf_[2];
   // blocked engine
-  std::vector<T> Xb_[2];
-  ColMat Pm_, Pnext_, Xg_, Bm_, Am_, Zm_;
-  Mat Zt_, AZt_, WB_;
-  Vec<T> uvec_, svec_, zvec_;
+  Index cap_ = 0, slab_rows_ = 0, n_slabs_ = 0;
+  std::vector<T> Xbuf_;
+  ColMat Pm_, Xg_, TX_, Ppart_, Gpart_, TXpart_, Ywork_, Bm_, Am_, Zm_, Zj_, ZC_, Tmp_, Sx_, Cx_, Cw_;
+  Mat Zt_;
   Eigen::VectorXd yblk_;
   // batch 1
   Vec<T> z_, znext_;
