@@ -307,16 +307,21 @@ class StiefelKernel {
   void setup_blocked() {
     const Index cap = K_blk_ * B_;
     cap_ = cap;
-    // Slabs: at most 32, at least 64 rows each, and partial sums no larger than W / 4.
+    // Row blocks of about 64K elements of W (64 rows at N = 1024, 1024 rows at N = 64), so
+    // that the GEMMs of a row block are large enough to run at speed while the block stays
+    // in cache across its three products.  Slabs: at most 32, whole row blocks, and
+    // partial sums no larger than W / 4.  All fixed by (d, N, columns) alone.
+    rb_ = std::max<Index>(kRowBlock, std::min<Index>(1024, (65536 / N_) / kRowBlock * kRowBlock));
+    rb_ = std::max<Index>(kRowBlock, std::min<Index>(rb_, d_ / 8 / kRowBlock * kRowBlock));  // >= 8 slabs if d allows
     const Index target = std::max<Index>(1, std::min<Index>(32, d_ / std::max<Index>(1, 4 * cap)));
-    slab_rows_ = ((d_ + target - 1) / target + kRowBlock - 1) / kRowBlock * kRowBlock;
+    slab_rows_ = ((d_ + target - 1) / target + rb_ - 1) / rb_ * rb_;
     n_slabs_ = (d_ + slab_rows_ - 1) / slab_rows_;
     Xbuf_.resize(static_cast<std::size_t>(cap * d_));
     Pm_.resize(N_, cap);
     Xg_.resize(cap, cap);
     Ppart_.resize(N_, n_slabs_ * cap);
     Gpart_.resize(cap, n_slabs_ * cap);
-    Ywork_.resize(kRowBlock, n_slabs_ * cap);
+    Ywork_.resize(rb_, n_slabs_ * cap);
     if (label_.view().directions != nullptr) {
       TX_.resize(label_.view().r, cap);
       TXpart_.resize(label_.view().r, n_slabs_ * cap);
@@ -363,8 +368,8 @@ class StiefelKernel {
         Gp.setZero();
         if (need_tx) TXpart_.middleCols(s * cap_, cn).setZero();
       }
-      for (Index i0 = r0; i0 < r1; i0 += kRowBlock) {
-        const Index nb = std::min<Index>(kRowBlock, r1 - i0);
+      for (Index i0 = r0; i0 < r1; i0 += rb_) {
+        const Index nb = std::min<Index>(rb_, r1 - i0);
         auto Wb = Wm.middleRows(i0, nb);
         if (Xa != nullptr) {
           StridedX Xab(Xa + i0, nb, ma, Eigen::OuterStride<>(d_));
@@ -753,7 +758,7 @@ class StiefelKernel {
   rng::PositionTable table_;
   Vec<T> xbuf_[2];
   // blocked engine
-  Index cap_ = 0, slab_rows_ = 0, n_slabs_ = 0;
+  Index cap_ = 0, rb_ = 0, slab_rows_ = 0, n_slabs_ = 0;
   std::vector<T> Xbuf_;
   ColMat Pm_, Xg_, TX_, Ppart_, Gpart_, TXpart_, Ywork_, Bm_, Am_, Zm_, Zj_, ZC_, Tmp_, Sx_, Cx_, Cw_;
   Mat Zt_;
