@@ -26,7 +26,7 @@ from . import _validate as V
 from .stiefel import _OnlineSGD, default_block
 from .teacher import Teacher
 
-__all__ = ["EuclideanSGD", "small_init", "DEFAULT_INIT_SCALE"]
+__all__ = ["EuclideanSGD", "small_init", "DEFAULT_INIT_SCALE", "population_flow", "emergence_times", "predicted_emergence"]
 
 DEFAULT_INIT_SCALE = 1e-3
 
@@ -204,3 +204,98 @@ def _risk(W: np.ndarray, U: np.ndarray, coef: np.ndarray) -> float:
     cross = float(np.sum(coef[:, None] * U * U))
     return float((np.sum(C * C) - 2.0 * cross + lam2) / lam2)
 
+
+
+def population_flow(teacher: Teacher, W0, times, rtol: float = 1e-9) -> dict:
+    """The population (gradient-flow) limit of this SGD from the start ``W0``.
+
+    In expectation a step moves W by ``-4 lr (W W^T - M*) W``; with ``U = Theta^T W`` (r x N)
+    and ``Q = W^T W - U^T U`` (the Gram matrix of the part of W outside the teacher's span)
+    the flow ``dW/dt = 4 (M* - W W^T) W`` closes on these small matrices:
+
+        dU/dt = 4 Lambda U - 4 U C,   dQ/dt = -4 (Q C + C Q),   C = U^T U + Q = W^T W,
+
+    which is integrated with ``scipy.integrate.solve_ivp`` (LSODA).  Time is t = lr * steps.
+
+    Returns a dict with ``time``, ``alignment`` (A_j = G_jj / lambda_j, shape (len(times), r))
+    and ``risk`` (``||W W^T - M*||_F^2 / ||M*||_F^2``).
+    """
+    from scipy.integrate import solve_ivp
+
+    if not isinstance(teacher, Teacher):
+        raise TypeError(f"teacher: expected a quadfast.Teacher, got {type(teacher).__name__}")
+    W0 = V.float_array(W0, "W0", 2, shape=(teacher.d, None))
+    times = V.float_array(times, "times", 1)
+    if times.size == 0 or times.min() < 0 or np.any(np.diff(times) < 0):
+        raise ValueError("times: expected a non-empty non-decreasing array of times >= 0")
+    rtol = V.positive_float(rtol, "rtol")
+    lam = teacher.coef
+    r, N = teacher.r, W0.shape[1]
+    U0 = teacher.project(W0)
+    Q0 = W0.T @ W0 - U0.T @ U0
+
+    def rhs(_t, y):
+        U = y[: r * N].reshape(r, N)
+        Q = y[r * N:].reshape(N, N)
+        C = U.T @ U + Q
+        dU = 4.0 * (lam[:, None] * U - U @ C)
+        dQ = -4.0 * (Q @ C + C @ Q)
+        return np.concatenate([dU.ravel(), dQ.ravel()])
+
+    sol = solve_ivp(rhs, (0.0, float(times[-1])), np.concatenate([U0.ravel(), Q0.ravel()]), method="LSODA",
+                    t_eval=times, rtol=rtol, atol=1e-14)
+    if not sol.success:  # pragma: no cover - the flow is smooth and bounded
+        raise RuntimeError(f"population_flow: the integrator failed: {sol.message}")
+    Us = sol.y[: r * N].T.reshape(-1, r, N)
+    Qs = sol.y[r * N:].T.reshape(-1, N, N)
+    align = np.array([_alignment(U, lam) for U in Us])
+    lam2 = float(np.sum(lam**2))
+    risk = []
+    for U, Q in zip(Us, Qs):
+        C = U.T @ U + Q
+        risk.append((np.sum(C * C) - 2.0 * np.sum(lam[:, None] * U * U) + lam2) / lam2)
+    return {"time": sol.t, "alignment": align, "risk": np.array(risk)}
+
+
+def emergence_times(time, alignment, level: float = 0.5) -> np.ndarray:
+    """First time at which each A_j reaches ``level`` (linear interpolation between records;
+    NaN if never).  ``alignment`` has shape (len(time), r)."""
+    time = np.asarray(time, dtype=np.float64)
+    A = np.asarray(alignment, dtype=np.float64)
+    out = np.full(A.shape[1], np.nan)
+    for j in range(A.shape[1]):
+        hit = np.nonzero(A[:, j] >= level)[0]
+        if hit.size == 0:
+            continue
+        k = hit[0]
+        if k == 0:
+            out[j] = time[0]
+        else:
+            a0, a1 = A[k - 1, j], A[k, j]
+            out[j] = time[k - 1] + (level - a0) / (a1 - a0) * (time[k] - time[k - 1])
+    return out
+
+
+def predicted_emergence(coef, d: int, width: int, init_scale: float) -> np.ndarray:
+    """Leading-order emergence times of the features from a small start (docs/readme_euclid.md).
+
+    Before feature j is learnt, its overlap ``A_j = ||W^T theta_j||^2 / lambda_j`` follows
+    the logistic equation ``dA_j/dt = 8 lambda_j A_j (1 - A_j)`` of the population flow
+    (the features already learnt are "deflated": the part of ``W^T theta_j`` along them
+    decays, the rest grows like ``exp(4 lambda_j t)``).  From the small start
+    ``A_j(0) = n_j init_scale^2 / (d lambda_j)``, where ``n_j = width - j + 1`` counts the
+    directions of R^N not taken by the j - 1 features learnt before (its expectation for the
+    Gaussian start), it reaches 1/2 at
+
+        t_j = log(d lambda_j / (n_j init_scale^2) - 1) / (8 lambda_j),
+
+    i.e. ``t_j ~ log(d / (N init_scale^2)) / (8 lambda_j)``: a plateau, then emergence at a
+    time proportional to 1 / lambda_j (seed 002, MODEL.md §5).
+    """
+    lam = V.float_array(coef, "coef", 1)
+    d = V.positive_int(d, "d")
+    width = V.positive_int(width, "width")
+    s = V.positive_float(init_scale, "init_scale")
+    n = np.maximum(width - np.arange(lam.size), 1).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(d * lam / (n * s * s) - 1.0) / (8.0 * lam)
