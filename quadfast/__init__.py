@@ -1,6 +1,6 @@
 """quadfast: fast, trustworthy simulation of SGD in high-dimensional quadratic neural networks.
 
-Public API: :class:`Teacher`, :class:`StiefelSGD`, :class:`Trajectory`, :func:`logspace_steps`,
+Public API: :class:`Teacher`, :class:`StiefelSGD`, :class:`EuclideanSGD`, :class:`Trajectory`, :func:`logspace_steps`,
 and the submodules :mod:`quadfast.riccati` (population dynamics), :mod:`quadfast.theory`
 (scaling laws of MODEL.md §5) and :mod:`quadfast.reference` (plain NumPy references).
 Conventions (MODEL.md): x ~ N(0, I_d), teacher f*(x) = sum_j lambda_j He2(<theta_j, x>),
@@ -25,8 +25,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from . import reference, riccati, theory  # noqa: E402
 from .stiefel import DivergenceError, StiefelSGD, Trajectory, default_block, haar_stiefel, logspace_steps  # noqa: E402
 from .teacher import Teacher, power_law_coef  # noqa: E402
+from .euclid import EuclideanSGD  # noqa: E402
 
 __all__ = [
-    "Teacher", "StiefelSGD", "Trajectory", "DivergenceError", "logspace_steps", "haar_stiefel", "default_block",
+    "Teacher", "StiefelSGD", "EuclideanSGD", "Trajectory", "DivergenceError", "logspace_steps", "haar_stiefel", "default_block",
     "power_law_coef", "reference", "riccati", "theory", "__version__",
 ]

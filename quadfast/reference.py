@@ -11,6 +11,7 @@ import numpy as np
 __all__ = [
     "teacher_labels", "euclidean_gradient", "riemannian_gradient", "polar", "stiefel_step", "stiefel_sgd",
     "rank_one_step", "run_rank_one", "run_reference", "population_overlap", "population_risk",
+    "euclid_output", "euclid_gradient", "euclid_step", "euclid_sgd", "euclid_risk_dense", "run_euclid_reference",
 ]
 
 
@@ -120,3 +121,64 @@ def population_risk(coef: np.ndarray, U1: np.ndarray, times) -> np.ndarray:
     G = population_overlap(coef, U1, times)
     GL = G * coef[None, None, :]
     return 1.0 - np.einsum("tij,tji->t", GL, GL) / np.sum(coef**2)
+
+
+# ---------------------------------------------------------------------------- Euclidean student
+def euclid_output(W: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """f(x; W) = sum_i ||w_i||^2 He2(<w_i, x> / ||w_i||) for rows x of X, term by term
+    (a neuron with w_i = 0 contributes 0)."""
+    out = np.zeros(X.shape[0])
+    for i in range(W.shape[1]):
+        w = W[:, i]
+        nw = np.linalg.norm(w)
+        if nw > 0:
+            out += nw**2 * ((X @ w / nw) ** 2 - 1.0)
+    return out
+
+
+def euclid_gradient(W: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Gradient of mean_b e_b^2 / 2 for f = ||W^T x||^2 - ||W||_F^2:
+    (1 / B) sum_b e_b (2 x_b x_b^T W - 2 W)."""
+    e = euclid_output(W, X) - y
+    grad = np.zeros_like(W)
+    for b in range(X.shape[0]):
+        x = X[b]
+        grad += e[b] * (2.0 * np.outer(x, x) @ W - 2.0 * W)
+    return grad / X.shape[0]
+
+
+def euclid_step(W: np.ndarray, X: np.ndarray, y: np.ndarray, lr: float) -> np.ndarray:
+    """One plain SGD step W - lr * gradient on a batch (rows of X)."""
+    return W - lr * euclid_gradient(W, X, y)
+
+
+def euclid_sgd(W0: np.ndarray, X: np.ndarray, y: np.ndarray, lr: float, batch: int = 1) -> np.ndarray:
+    """Run len(X) / batch reference steps of the Euclidean student; returns the final W."""
+    W = np.array(W0, dtype=np.float64)
+    for k in range(X.shape[0] // batch):
+        sl = slice(k * batch, (k + 1) * batch)
+        W = euclid_step(W, X[sl], y[sl], lr)
+    return W
+
+
+def euclid_risk_dense(W: np.ndarray, theta: np.ndarray, coef: np.ndarray) -> float:
+    """||W W^T - M*||_F^2 / ||M*||_F^2 with the d x d matrices formed explicitly."""
+    M = theta @ np.diag(coef) @ theta.T
+    D = W @ W.T - M
+    return float(np.sum(D * D) / np.sum(M * M))
+
+
+def run_euclid_reference(W: np.ndarray, teacher, steps: int, lr: float, rng: np.random.Generator) -> np.ndarray:
+    """``steps`` Euclidean SGD steps in plain NumPy, batch 1, with NumPy sampling (the
+    benchmark baseline): W <- (1 + 2 lr e) W - 2 lr e x z^T with z = W^T x."""
+    theta = teacher.theta() if teacher.directions is not None else None
+    r = teacher.r
+    for _ in range(steps):
+        x = rng.standard_normal(W.shape[0])
+        P = x[:r] if theta is None else x @ theta
+        y = (P * P - 1.0) @ teacher.coef
+        z = W.T @ x
+        e = z @ z - np.sum(W * W) - y
+        W *= 1.0 + 2.0 * lr * e
+        W -= np.outer((2.0 * lr * e) * x, z)
+    return W

@@ -94,9 +94,12 @@ class Trajectory:
 
     steps : SGD steps completed at each record (counted from the simulator's start)
     time : lr * steps
-    risk : R = 1 - tr((G Lambda)^2) / tr(Lambda^2)   (MODEL.md §1)
-    alignment : A_j = G_jj = ||W^T theta_j||^2, shape (n_records, r)
-    orth_error : max|W^T W - I| at each record
+    risk : StiefelSGD: R = 1 - tr((G Lambda)^2) / tr(Lambda^2)   (MODEL.md §1);
+        EuclideanSGD: R = ||W W^T - M*||_F^2 / ||M*||_F^2 (see quadfast.euclid)
+    alignment : StiefelSGD: A_j = G_jj = ||W^T theta_j||^2;
+        EuclideanSGD: A_j = G_jj / lambda_j; shape (n_records, r)
+    orth_error : max|W^T W - I| at each record (StiefelSGD); NaN for EuclideanSGD,
+        whose weights are unconstrained
     """
 
     steps: np.ndarray
@@ -126,7 +129,110 @@ def _record_points(record, steps: int) -> np.ndarray:
     return rec
 
 
-class StiefelSGD:
+class _OnlineSGD:
+    """Stepping and recording shared by the online-SGD simulators (StiefelSGD,
+    EuclideanSGD).  A subclass sets ``teacher``, ``width``, ``lr``, ``batch``, ``block``,
+    ``dtype``, ``W`` and ``_kernel`` (whose ``advance(W, steps, X, y)`` returns
+    ``(steps_done, finite)``), and defines ``steps_done`` and ``_stats()``, which returns
+    (steps, risk, alignment, orth_error)."""
+
+    _divergence_hint = "non-finite values"
+
+    def _advance(self, steps: int, X=None, y=None) -> None:
+        if self.W.dtype != self.dtype or not self.W.flags.c_contiguous or self.W.shape != (self.teacher.d, self.width):
+            raise ValueError("W: the weights were replaced by an array of another shape, dtype or layout; "
+                             "assign into sim.W[...] instead")
+        before = self.steps_done
+        done, finite = self._kernel.advance(self.W, int(steps), X, y)
+        if not finite:
+            bad = before + done + 1
+            raise DivergenceError(
+                f"SGD step {bad} produced {self._divergence_hint}; "
+                f"sim.W holds the last finite weights, those after step {bad - 1}", step=bad)
+
+    # ----------------------------------------------------------------- public stepping
+    def step(self, X, y=None) -> None:
+        """One SGD step per ``batch`` rows of X (rows are samples).
+
+        Labels come from the teacher (with its noise, drawn from the sample stream) unless
+        ``y`` is given.  X must have a multiple of ``batch`` rows.
+        """
+        X = V.float_array(X, "X", 2, shape=(None, self.teacher.d), dtype=self.dtype)
+        n = X.shape[0]
+        if n == 0 or n % self.batch:
+            raise ValueError(f"X: expected a positive multiple of batch={self.batch} rows, got {n}")
+        if y is not None:
+            y = V.float_array(y, "y", 1, shape=(n,), dtype=self.dtype)
+        self._advance(n // self.batch, X, y)
+
+    def run(self, steps: int, record=None, progress: bool = False, chunk_seconds: float = 0.25) -> Trajectory:
+        """Run ``steps`` SGD steps with samples drawn in the kernel.
+
+        Parameters
+        ----------
+        steps : int
+        record : array of int, optional
+            Step counts *within this call* (0 = now, ``steps`` = end) at which to record the
+            statistics of :class:`Trajectory`; default: only the end.
+        progress : bool
+            Show a progress bar (tqdm).
+        chunk_seconds : float
+            The kernel runs in chunks of about this length between which Python handles
+            progress and Ctrl-C.  Chunks end on block boundaries, so they never change the
+            result.  A record point inside a block (or a ``run``/``step`` call that ends
+            there) ends that block early: the trajectory is then the same to rounding
+            but not bit for bit as with other record points.  The same record points give
+            the same bits.
+
+        Returns
+        -------
+        Trajectory
+            If interrupted (KeyboardInterrupt), the statistics recorded so far are kept in
+            ``sim.last_trajectory`` before the exception propagates; the simulator stays
+            consistent and can continue.
+        """
+        steps = V.positive_int(steps, "steps", minimum=0)
+        rec = _record_points(record, steps)
+        start = self.steps_done
+        rows: list[tuple] = []
+        self.last_trajectory = None
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=steps, unit="step", unit_scale=True, desc=type(self).__name__, leave=True)
+        per_step = None
+        try:
+            for target in rec:
+                while self.steps_done - start < target:
+                    remaining = int(target - (self.steps_done - start))
+                    n = remaining if per_step is None else max(1, min(remaining, int(chunk_seconds / per_step)))
+                    n = min(n, 64 * self.block) if per_step is None else n
+                    if n < remaining and self.block > 1:
+                        # end progress chunks on block boundaries (absolute multiples of
+                        # block): then chunking never changes the trajectory
+                        end = (self.steps_done + n) // self.block * self.block
+                        n = max(end - self.steps_done, min(remaining, self.block - self.steps_done % self.block))
+                    t0 = _time.perf_counter()
+                    self._advance(n)
+                    dt = _time.perf_counter() - t0
+                    per_step = max(dt / n, 1e-9)
+                    if bar is not None:
+                        bar.update(n)
+                rows.append(self._stats())
+                self.last_trajectory = _traj(rows, self.lr)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.last_trajectory
+
+    @property
+    def time(self) -> float:
+        """t = lr * steps_done."""
+        return self.lr * self.steps_done
+
+
+class StiefelSGD(_OnlineSGD):
     """Online SGD on the Stiefel manifold with the exact polar retraction.
 
     Parameters
@@ -233,103 +339,12 @@ class StiefelSGD:
         self._kernel.set_threads(n)
         self._threads = n
 
-    def _advance(self, steps: int, X=None, y=None) -> None:
-        if self.W.dtype != self.dtype or not self.W.flags.c_contiguous or self.W.shape != (self.teacher.d, self.width):
-            raise ValueError("W: the weights were replaced by an array of another shape, dtype or layout; "
-                             "assign into sim.W[...] instead")
-        before = self.steps_done
-        done, finite = self._kernel.advance(self.W, int(steps), X, y)
-        if not finite:
-            bad = before + done + 1
-            raise DivergenceError(
-                f"SGD step {bad} produced non-finite values (error or retraction overflowed); "
-                f"sim.W holds the last finite weights, those after step {bad - 1}", step=bad)
-
-    # ----------------------------------------------------------------- public stepping
-    def step(self, X, y=None) -> None:
-        """One SGD step per ``batch`` rows of X (rows are samples).
-
-        Labels come from the teacher (with its noise, drawn from the sample stream) unless
-        ``y`` is given.  X must have a multiple of ``batch`` rows.
-        """
-        X = V.float_array(X, "X", 2, shape=(None, self.teacher.d), dtype=self.dtype)
-        n = X.shape[0]
-        if n == 0 or n % self.batch:
-            raise ValueError(f"X: expected a positive multiple of batch={self.batch} rows, got {n}")
-        if y is not None:
-            y = V.float_array(y, "y", 1, shape=(n,), dtype=self.dtype)
-        self._advance(n // self.batch, X, y)
-
-    def run(self, steps: int, record=None, progress: bool = False, chunk_seconds: float = 0.25) -> Trajectory:
-        """Run ``steps`` SGD steps with samples drawn in the kernel.
-
-        Parameters
-        ----------
-        steps : int
-        record : array of int, optional
-            Step counts *within this call* (0 = now, ``steps`` = end) at which to record the
-            statistics of :class:`Trajectory`; default: only the end.
-        progress : bool
-            Show a progress bar (tqdm).
-        chunk_seconds : float
-            The kernel runs in chunks of about this length between which Python handles
-            progress and Ctrl-C.  Chunks end on block boundaries, so they never change the
-            result.  A record point inside a block (or a ``run``/``step`` call that ends
-            there) ends that block early: the trajectory is then the same to rounding
-            but not bit for bit as with other record points.  The same record points give
-            the same bits.
-
-        Returns
-        -------
-        Trajectory
-            If interrupted (KeyboardInterrupt), the statistics recorded so far are kept in
-            ``sim.last_trajectory`` before the exception propagates; the simulator stays
-            consistent and can continue.
-        """
-        steps = V.positive_int(steps, "steps", minimum=0)
-        rec = _record_points(record, steps)
-        start = self.steps_done
-        rows: list[tuple] = []
-        self.last_trajectory = None
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=steps, unit="step", unit_scale=True, desc="StiefelSGD", leave=True)
-        per_step = None
-        try:
-            for target in rec:
-                while self.steps_done - start < target:
-                    remaining = int(target - (self.steps_done - start))
-                    n = remaining if per_step is None else max(1, min(remaining, int(chunk_seconds / per_step)))
-                    n = min(n, 64 * self.block) if per_step is None else n
-                    if n < remaining and self.block > 1:
-                        # end progress chunks on block boundaries (absolute multiples of
-                        # block): then chunking never changes the trajectory
-                        end = (self.steps_done + n) // self.block * self.block
-                        n = max(end - self.steps_done, min(remaining, self.block - self.steps_done % self.block))
-                    t0 = _time.perf_counter()
-                    self._advance(n)
-                    dt = _time.perf_counter() - t0
-                    per_step = max(dt / n, 1e-9)
-                    if bar is not None:
-                        bar.update(n)
-                rows.append(self._stats())
-                self.last_trajectory = _traj(rows, self.lr)
-        finally:
-            if bar is not None:
-                bar.close()
-        return self.last_trajectory
-
     # ----------------------------------------------------------------- observables
     @property
     def steps_done(self) -> int:
         return int(self._kernel.get_state()[0])
 
-    @property
-    def time(self) -> float:
-        """t = lr * steps_done."""
-        return self.lr * self.steps_done
+    _divergence_hint = "non-finite values (error or retraction overflowed)"
 
     @property
     def reortho_stats(self) -> dict:

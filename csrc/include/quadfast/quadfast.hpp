@@ -3,3 +3,4 @@
 #include "quadfast/rng.hpp"
 #include "quadfast/teacher.hpp"
 #include "quadfast/stiefel.hpp"
+#include "quadfast/euclid.hpp"
