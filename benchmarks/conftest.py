@@ -50,6 +50,8 @@ def pytest_sessionfinish(session, exitstatus):
              "|---|---|---|---|---|---|---|---|"]
     rows = []
     for key in sorted(TIMINGS, key=str):
+        if isinstance(key, tuple) and key and key[0] == "engine":
+            continue
         t = TIMINGS[key]
         q, q1, r1, ref = t.get("quadfast"), t.get("quadfast_block1"), t.get("numpy_rank_one"), t.get("reference")
         if q is None:
@@ -59,6 +61,7 @@ def pytest_sessionfinish(session, exitstatus):
         nr = t.get("quadfast_noreortho")
         lines.append(f"| {key} | {fmt(q)} | {fmt(q1)} | {fmt(r1)} | {fmt(ref)} | {ratio(r1)} | {ratio(ref)} | {fmt(nr)} |")
         rows.append(dict(case=str(key), **t))
+    lines += _engine_table()
     text = "\n".join(lines)
     print("\n\nper-step times and ratios measured in this run\n" + text)
     out = Path(__file__).parent / "results"
@@ -66,3 +69,41 @@ def pytest_sessionfinish(session, exitstatus):
     name = os.environ.get("QUADFAST_BENCH_NAME", "latest")
     (out / f"{name}.md").write_text(text + "\n")
     (out / f"{name}.json").write_text(json.dumps(dict(machine=_cpu(), cores=os.cpu_count(), rows=rows), indent=1))
+
+
+def _engine_table():
+    """bench_engine.py: seconds per step, flop rate against dgemm, threads, float32."""
+    eng = {k: v for k, v in TIMINGS.items() if isinstance(k, tuple) and k and k[0] == "engine"}
+    cases = sorted(k for k in eng if len(k) == 5)
+    if not cases:
+        return []
+    spf = eng.get(("engine", "dgemm"), {}).get("flops")  # seconds per flop of dgemm
+    dgemm = None if spf is None else 1e-9 / spf
+    out = ["", f"blocked engine (batch 1, sampling included); NumPy dgemm: "
+                f"{'-' if dgemm is None else f'{dgemm:.1f}'} GFlop/s",
+           "| (d, N) | dtype | threads | s/step | GFlop/s (6dN) | of dgemm | vs NumPy rank-one | vs reference "
+           "| vs 1 thread | float32 vs float64 |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    fmt = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+    for key in cases:
+        _, d, n, dtype, threads = key
+        t = eng[key]["quadfast"]
+        gf = 6.0 * d * n / t / 1e9
+        frac = "-" if dgemm is None else f"{100 * gf / (dgemm * threads):.0f}%" + (" of 2x" if threads == 2 else "")
+        base = TIMINGS.get((d, n), {})
+        r1, ref = base.get("numpy_rank_one"), base.get("reference")
+        one = eng.get(("engine", d, n, dtype, 1), {}).get("quadfast")
+        f64 = eng.get(("engine", d, n, "float64", threads), {}).get("quadfast")
+        out.append(f"| ({d}, {n}) | {dtype} | {threads} | {t:.3g} | {gf:.1f} | {frac} | "
+                   f"{'-' if r1 is None else f'{r1 / t:.1f}x'} | {'-' if ref is None else f'{ref / t:.0f}x'} | "
+                   f"{'-' if one is None or threads == 1 else f'{one / t:.2f}x'} | "
+                   f"{'-' if f64 is None or dtype == 'float64' else f'{f64 / t:.2f}x'} |")
+    for key in sorted(k for k in eng if len(k) == 3 and k[1] == "normals"):
+        d = key[2]
+        tn = eng[key]["numpy"]
+        for threads in (1, 2):
+            step = eng.get(("engine", d, 1, "float64", threads), {}).get("quadfast")
+            if step is not None:
+                out.append(f"- width 1, d = {d}, {threads} thread(s): a whole step takes {step:.3g} s, NumPy draws "
+                           f"d normals in {tn:.3g} s: the step is {step / tn:.2f} of that (target <= 0.33)")
+    return out

@@ -310,10 +310,10 @@ class StiefelKernel {
     // Row blocks of about 64K elements of W (64 rows at N = 1024, 1024 rows at N = 64), so
     // that the GEMMs of a row block are large enough to run at speed while the block stays
     // in cache across its three products.  Slabs: at most 32, whole row blocks, and
-    // partial sums no larger than W / 4.  All fixed by (d, N, columns) alone.
+    // partial sums no larger than W / 8 (peak memory stays within 1.5 W plus a sample block).  All fixed by (d, N, columns) alone.
     rb_ = std::max<Index>(kRowBlock, std::min<Index>(1024, (65536 / N_) / kRowBlock * kRowBlock));
     rb_ = std::max<Index>(kRowBlock, std::min<Index>(rb_, d_ / 8 / kRowBlock * kRowBlock));  // >= 8 slabs if d allows
-    const Index target = std::max<Index>(1, std::min<Index>(32, d_ / std::max<Index>(1, 4 * cap)));
+    const Index target = std::max<Index>(1, std::min<Index>(32, d_ / std::max<Index>(1, 8 * cap)));
     slab_rows_ = ((d_ + target - 1) / target + rb_ - 1) / rb_ * rb_;
     n_slabs_ = (d_ + slab_rows_ - 1) / slab_rows_;
     Xbuf_.resize(static_cast<std::size_t>(cap * d_));

@@ -1,0 +1,56 @@
+"""Peak memory of the blocked engine: at most 1.5x the size of W plus one block of samples.
+
+Measured in a fresh process from the kernel's resident set: the peak (VmHWM) is reset
+through /proc/self/clear_refs after the simulator is built, so the start's QR and the
+copy of W0 are not counted; what remains is W itself, the engine's workspace, the sample
+block and whatever Python allocates while recording.
+"""
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent("""
+    import gc, json, sys
+    import numpy as np
+    import quadfast as qf
+
+    def status(key):
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    d, n, dtype, batch, threads = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    teacher = qf.Teacher(qf.power_law_coef(min(n, 64), 1.0), d=d)
+    gc.collect()
+    base = status("VmRSS")
+    W0 = qf.haar_stiefel(d, n, seed=0).astype(dtype)
+    sim = qf.StiefelSGD(teacher, n, lr=1e-3 / d, W0=W0, dtype=dtype, batch=batch, threads=threads)
+    del W0
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # reset the peak resident set to the current one
+    sim.run(6 * sim.block, record=[0, 3 * sim.block, 6 * sim.block])
+    peak = status("VmHWM")
+    print(json.dumps(dict(base=base, peak=peak, W=sim.W.nbytes, block=sim.block,
+                          sample_block=sim.block * batch * d * np.dtype(dtype).itemsize)))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+@pytest.mark.parametrize("d,n,dtype,batch,threads", [(8192, 512, "float64", 1, 1), (8192, 512, "float64", 1, 2),
+                                                     (8192, 256, "float32", 1, 2), (8192, 512, "float64", 8, 2)])
+def test_peak_memory_within_one_and_a_half_W_plus_a_sample_block(d, n, dtype, batch, threads):
+    run = subprocess.run([sys.executable, "-c", SCRIPT, str(d), str(n), dtype, str(batch), str(threads)],
+                         capture_output=True, text=True, timeout=300)
+    if run.returncode != 0 and "clear_refs" in run.stderr:
+        pytest.skip("this kernel does not allow resetting the peak resident set")
+    assert run.returncode == 0, run.stderr
+    m = json.loads(run.stdout.strip().splitlines()[-1])
+    assert m["block"] > 1  # the blocked engine is what is measured
+    used = m["peak"] - m["base"]
+    budget = 1.5 * m["W"] + m["sample_block"]
+    assert used <= budget, f"peak {used / 2**20:.1f} MiB > {budget / 2**20:.1f} MiB (W {m['W'] / 2**20:.1f} MiB)"
+    assert used >= m["W"]  # the measurement sees W itself
