@@ -366,7 +366,7 @@ def _run_dask(pending, out, scheduler, handle):
             f = client.submit(execute_spec, s, None, False, key=f"quadfast-{s['run_id']}-{time.time_ns()}", pure=False)
             futs[f.key] = (f, s)
         try:
-            for f in as_completed([f for f, _ in futs.values()]):
+            for f in as_completed([f for f, _ in futs.values()], loop=client.loop):
                 spec = futs[f.key][1]
                 try:
                     res = f.result()
