@@ -25,8 +25,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from . import reference, riccati, theory  # noqa: E402
 from .stiefel import DivergenceError, StiefelSGD, Trajectory, default_block, haar_stiefel, logspace_steps  # noqa: E402
 from .teacher import Teacher, power_law_coef  # noqa: E402
+from .results import load_result  # noqa: E402
 
 __all__ = [
     "Teacher", "StiefelSGD", "Trajectory", "DivergenceError", "logspace_steps", "haar_stiefel", "default_block",
-    "power_law_coef", "reference", "riccati", "theory", "__version__",
+    "power_law_coef", "reference", "riccati", "theory", "load_result", "__version__",
 ]

@@ -115,7 +115,7 @@ def plot_scaling(results, fits, path) -> Path:
             if fit and fit.get("fit"):
                 f = fit["fit"]
                 lo, hi = f["window"]
-                xx = np.geomspace(lo, hi, 20)
+                xx = np.geomspace(max(lo, t[pos][0]), min(hi, t[-1]), 20)
                 yy = np.exp(f["intercept"]) * xx ** f["slope"]
                 ax.loglog(xx if ax is axes[0] else xx * scale, yy, "-", color="k", lw=2.2, alpha=0.6)
     axes[0].set_xlabel("time t = lr · steps")

@@ -86,11 +86,14 @@ def specs_of(config) -> list[dict]:
 
 # ----------------------------------------------------------------------------- workers
 _IN_RUN = False
+_STOPPED = False
 
 
 def _sigint_in_worker(signum, frame):
-    # a worker interrupts the run in flight (which then writes its checkpoint) and
-    # otherwise ignores Ctrl-C, so an idle worker does not die with a traceback
+    # a worker interrupts the run in flight (which then writes its checkpoint), starts
+    # no further run, and does not die with a traceback when idle
+    global _STOPPED
+    _STOPPED = True
     if _IN_RUN:
         raise KeyboardInterrupt
 
@@ -102,15 +105,18 @@ def _worker_init():
         os.environ.setdefault(var, "1")
 
 
-def execute_spec(spec: dict, checkpoint_dir=None, resume: bool = True, progress: bool = False) -> dict:
+def execute_spec(spec: dict, checkpoint_dir=None, resume: bool = True, progress: bool = False, stop_file=None) -> dict:
     """Execute one run; never raises for a failing run (returns its error instead).
 
     Returns ``{"status": "ok", "arrays", "info", "seconds"}``, ``{"status": "error",
     "error", "traceback"}`` or ``{"status": "interrupted", "checkpoint"}``. This is the
     function sent to local worker processes and to Dask workers (it is importable and
-    takes and returns plain picklable data).
+    takes and returns plain picklable data). If ``stop_file`` exists the run is not
+    started (a sweep being interrupted returns its queued runs this way).
     """
     global _IN_RUN
+    if _STOPPED or (stop_file is not None and Path(stop_file).exists()):
+        return {"status": "interrupted", "checkpoint": None}
     proc = get_procedure(spec["procedure"])
     ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{spec['run_id']}.ckpt"
     t0 = time.perf_counter()
@@ -320,17 +326,21 @@ def run_sweep(config, out, *, workers: int | None = None, scheduler: str | None 
 
 def _run_local(pending, out, workers, resume, handle):
     ex = ProcessPoolExecutor(max_workers=min(workers, len(pending)), initializer=_worker_init)
+    stop = out / "runs" / ".stop"
+    stop.unlink(missing_ok=True)
     futs = {}
     try:
-        futs = {ex.submit(execute_spec, s, out / "runs", resume): s for s in pending}
+        futs = {ex.submit(execute_spec, s, out / "runs", resume, False, stop): s for s in pending}
         left = set(futs)
         while left:
             finished, left = wait(left, return_when=FIRST_COMPLETED)
             for f in finished:
                 handle(futs[f], f.result())
     except KeyboardInterrupt:
-        # stop what has not started; ask the runs in flight to checkpoint, and keep what
-        # they send back (a run that just finished is saved, not lost)
+        # stop what has not started (the pool pre-queues a few runs: they see the stop
+        # file); ask the runs in flight to checkpoint, and keep what they send back (a run
+        # that just finished is saved, not lost)
+        stop.touch()
         for f in futs:
             f.cancel()
         for pid in list(getattr(ex, "_processes", {}) or {}):
@@ -349,6 +359,7 @@ def _run_local(pending, out, workers, resume, handle):
         raise
     finally:
         ex.shutdown(wait=True, cancel_futures=True)
+        stop.unlink(missing_ok=True)
 
 
 def _run_dask(pending, out, scheduler, handle):
