@@ -344,6 +344,9 @@ def main(argv=None) -> int:
     except CliError as exc:
         print(f"quadfast: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside a run (loading, plotting): nothing to checkpoint
+        print("\nquadfast: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

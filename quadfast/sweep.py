@@ -325,7 +325,12 @@ def run_sweep(config, out, *, workers: int | None = None, scheduler: str | None 
 
 
 def _run_local(pending, out, workers, resume, handle):
-    ex = ProcessPoolExecutor(max_workers=min(workers, len(pending)), initializer=_worker_init)
+    import multiprocessing
+
+    # spawn, not fork: forking a process that runs BLAS/tqdm threads can deadlock (and
+    # Python >= 3.12 warns about it); workers import quadfast afresh
+    ex = ProcessPoolExecutor(max_workers=min(workers, len(pending)), initializer=_worker_init,
+                             mp_context=multiprocessing.get_context("spawn"))
     stop = out / "runs" / ".stop"
     stop.unlink(missing_ok=True)
     futs = {}
