@@ -133,7 +133,8 @@ def test_sample_complexity_experiment_reduced(tmp_path):
         c = res.meta["config"]
         assert c["lr"] == theory.learning_rate(c["d"], c["alpha"], c["r"], const=0.01)
         np.testing.assert_array_equal(res["samples"], res["steps"] * c["batch"])
-        assert pt["n_target"] == crossing(res["samples"][1:], res["risk"][1:], 0.3)
+        assert pt["n_target"] == crossing(res["samples"][1:], res["risk"][1:], cfg.analysis["target"])
+        assert pt["n_target"] is not None  # the reduced runs reach the target
         assert pt["n_theory"] == theory.sample_size(c["d"], c["alpha"], c["r"])
     assert (tmp_path / "sample_complexity.png").is_file()
 
