@@ -26,8 +26,9 @@ from . import reference, riccati, theory  # noqa: E402
 from .stiefel import DivergenceError, StiefelSGD, Trajectory, default_block, haar_stiefel, logspace_steps  # noqa: E402
 from .teacher import Teacher, power_law_coef  # noqa: E402
 from .euclid import EuclideanSGD  # noqa: E402
+from .results import load_result  # noqa: E402
 
 __all__ = [
-    "Teacher", "StiefelSGD", "EuclideanSGD", "Trajectory", "DivergenceError", "logspace_steps", "haar_stiefel", "default_block",
-    "power_law_coef", "reference", "riccati", "theory", "__version__",
+    "Teacher", "StiefelSGD", "EuclideanSGD", "Trajectory", "DivergenceError", "logspace_steps", "haar_stiefel",
+    "default_block", "power_law_coef", "reference", "riccati", "theory", "load_result", "__version__",
 ]

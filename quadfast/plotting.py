@@ -6,6 +6,25 @@ from pathlib import Path
 import numpy as np
 
 
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_run(result, path) -> Path:
     """Risk and per-feature alignment A_j(t) against time t = lr * steps (log time axis).
 
@@ -23,6 +42,7 @@ def plot_run(result, path) -> Path:
     align = np.asarray(result["alignment"])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     ax1.loglog(t[pos], risk[pos], "o-", ms=3, label="SGD (quadfast)")
+    ft = fp = None
     if "flow_time" in result:
         ft = np.asarray(result["flow_time"])
         fp = ft > 0
@@ -34,10 +54,14 @@ def plot_run(result, path) -> Path:
     r = align.shape[1]
     show = np.unique(np.round(np.geomspace(1, r, min(r, 8))).astype(int)) - 1
     cmap = plt.get_cmap("viridis")
+    fa = np.asarray(result["flow_alignment"]) if "flow_alignment" in result else None
     for k, j in enumerate(show):
-        ax2.semilogx(t[pos], align[pos, j], color=cmap(k / max(1, len(show) - 1)), label=f"j = {j + 1}")
+        col = cmap(k / max(1, len(show) - 1))
+        ax2.semilogx(t[pos], align[pos, j], color=col, label=f"j = {j + 1}")
+        if fa is not None:
+            ax2.semilogx(ft[fp], fa[fp, j], "--", color=col, lw=0.9)
     ax2.set_xlabel("time t = lr · steps")
-    ax2.set_ylabel("alignment  A_j = ||Wᵀθ_j||²")
+    ax2.set_ylabel("alignment  A_j = ||Wᵀθ_j||²" + ("  (dashed: flow)" if fa is not None else ""))
     ax2.set_ylim(-0.02, 1.02)
     ax2.legend(fontsize=8, ncol=2)
     ax2.grid(True, which="both", alpha=0.3)
@@ -52,3 +76,144 @@ def plot_run(result, path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_scaling(results, fits, path) -> Path:
+    """Risk against time t and against compute (flops) per alpha, log-log (MODEL.md §5).
+
+    SGD as markers, the Riccati flow from the same start dashed, and the least-squares
+    line over theory's window (:func:`quadfast.theory.powerlaw_window`) with its fitted
+    slope, confidence interval and the theory exponent ``(1 - 2 alpha)/alpha`` in the legend.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), constrained_layout=True)
+    cmap = plt.get_cmap("plasma")
+    by_alpha = sorted(results, key=lambda r: r.meta["config"]["alpha"])
+    for i, res in enumerate(by_alpha):
+        c = res.meta["config"]
+        col = cmap(0.1 + 0.7 * i / max(1, len(by_alpha) - 1))
+        fit = next((f for f in fits if f["alpha"] == c["alpha"] and f["label"] == res.meta.get("label")), None)
+        t, R = np.asarray(res["time"]), np.asarray(res["risk"])
+        flops = np.asarray(res["flops"]) if "flops" in res else None
+        scale = (flops[-1] / t[-1]) if flops is not None and t[-1] > 0 else None
+        pos = t > 0
+        lab = f"α={c['alpha']:g}"
+        if fit and fit.get("fit"):
+            f = fit["fit"]
+            lab += f": slope {f['slope']:.2f} [{f['ci_low']:.2f}, {f['ci_high']:.2f}], theory {fit['theory_slope']:.2f}"
+        elif fit and fit.get("note"):
+            lab += ": no fit (α ≤ 1/2: no power law)" if c["alpha"] <= 0.5 else ": no fit"
+        for ax, x in ((axes[0], t), (axes[1], None if scale is None else t * scale)):
+            if x is None:
+                continue
+            ax.loglog(x[pos], R[pos], "o", ms=2.5, color=col, label=lab if ax is axes[0] else f"α={c['alpha']:g}")
+            if "flow_risk" in res:
+                ft = np.asarray(res["flow_time"])
+                fp = ft > 0
+                ax.loglog((ft if ax is axes[0] else ft * scale)[fp], np.asarray(res["flow_risk"])[fp], "--",
+                          color=col, lw=1)
+            if fit and fit.get("fit"):
+                f = fit["fit"]
+                lo, hi = f["window"]
+                xx = np.geomspace(max(lo, t[pos][0]), min(hi, t[-1]), 20)
+                yy = np.exp(f["intercept"]) * xx ** f["slope"]
+                ax.loglog(xx if ax is axes[0] else xx * scale, yy, "-", color="k", lw=2.2, alpha=0.6)
+    axes[0].set_xlabel("time t = lr · steps")
+    axes[1].set_xlabel("compute (flops = 6 d N · batch · steps)")
+    for ax in axes:
+        ax.set_ylabel("risk")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7.5, title="markers: SGD, dashed: Riccati flow, black: fit over theory's window",
+                   title_fontsize=7.5)
+    axes[1].legend(fontsize=8)
+    c = by_alpha[0].meta["config"] if by_alpha else {}
+    fig.suptitle(f"Scaling exponents: d={c.get('d')}, r={c.get('r')}, N={c.get('width')}, lr·d={c.get('lr_d', 0):.3g}",
+                 fontsize=10)
+    return _save(fig, path)
+
+
+def plot_alignment(result, t_theory, path, features=12) -> Path:
+    """Alignment A_j(t) as a heatmap (features against log time) and as curves, with
+    theory's emergence times (:func:`quadfast.theory.emergence_time`) marked."""
+    plt = _plt()
+    t = np.asarray(result["time"])
+    A = np.asarray(result["alignment"])
+    pos = t > 0
+    r = A.shape[1]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.3), constrained_layout=True)
+    tp = t[pos]
+    edges = np.concatenate([[tp[0] ** 1.5 / tp[1] ** 0.5], np.sqrt(tp[1:] * tp[:-1]), [tp[-1] ** 1.5 / tp[-2] ** 0.5]])
+    mesh = ax1.pcolormesh(edges, np.arange(r + 1) + 0.5, A[pos].T, cmap="viridis", vmin=0, vmax=1, shading="flat")
+    ax1.set_xscale("log")
+    ax1.invert_yaxis()
+    k = len(t_theory)
+    ax1.plot(t_theory, np.arange(1, k + 1), "w|", ms=9, mew=2, label="theory emergence t_j")
+    ax1.set_xlim(edges[0], edges[-1])
+    ax1.set_xlabel("time t = lr · steps")
+    ax1.set_ylabel("feature j (λ_j decreasing)")
+    ax1.legend(loc="lower left", fontsize=8)
+    fig.colorbar(mesh, ax=ax1, label="A_j = ||Wᵀθ_j||²")
+    cmap = plt.get_cmap("viridis")
+    show = np.unique(np.round(np.geomspace(1, k, min(k, 6))).astype(int)) - 1
+    fa = np.asarray(result["flow_alignment"]) if "flow_alignment" in result else None
+    for i, j in enumerate(show):
+        col = cmap(0.9 * i / max(1, len(show) - 1))
+        ax2.semilogx(tp, A[pos, j], color=col, label=f"j = {j + 1}")
+        if fa is not None:
+            ft = np.asarray(result["flow_time"])
+            ax2.semilogx(ft[ft > 0], fa[ft > 0, j], "--", color=col, lw=0.9)
+        ax2.axvline(t_theory[j], color=col, ls=":", lw=1.2)
+    ax2.set_ylim(-0.02, 1.02)
+    ax2.set_xlabel("time t = lr · steps")
+    ax2.set_ylabel("A_j (solid SGD, dashed flow, dotted: theory t_j)")
+    ax2.legend(fontsize=8)
+    ax2.grid(True, which="both", alpha=0.3)
+    c = result.meta.get("config", {}) if hasattr(result, "meta") else {}
+    fig.suptitle(f"Sequential alignment: d={c.get('d')}, r={c.get('r')}, N={c.get('width')}, α={c.get('alpha')}, "
+                 f"lr·d={c.get('lr_d', 0):.3g}", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_sample_complexity(results, points, target, path) -> Path:
+    """Risk against samples n per (d, alpha); risk against n / n_theory(d) (MODEL.md §5);
+    and the samples that reach ``target`` against d."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
+    alphas = sorted({r.meta["config"]["alpha"] for r in results})
+    ds = sorted({r.meta["config"]["d"] for r in results})
+    markers = "osD^v<>"
+    cmaps = [plt.get_cmap(n) for n in ("Blues", "Oranges", "Greens", "Purples")]
+    for res in results:
+        c = res.meta["config"]
+        ia, idd = alphas.index(c["alpha"]), ds.index(c["d"])
+        col = cmaps[ia % len(cmaps)](0.4 + 0.6 * idd / max(1, len(ds) - 1))
+        n = np.asarray(res["samples"], dtype=np.float64)
+        R = np.asarray(res["risk"])
+        pos = n > 0
+        p = next(q for q in points if q["label"] == res.meta.get("label"))
+        axes[0].loglog(n[pos], R[pos], "-", color=col, label=f"α={c['alpha']:g}, d={c['d']}")
+        if p["n_theory"]:
+            axes[1].loglog(n[pos] / p["n_theory"], R[pos], "-", color=col)
+    for ax in axes[:2]:
+        ax.axhline(target, color="k", ls=":", lw=1)
+        ax.set_ylabel("risk")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_xlabel("samples n = steps · batch")
+    axes[0].legend(fontsize=7, ncol=2)
+    axes[1].set_xlabel("n / n_theory,  n_theory = d log d (α>1/2),  d r^{1+α} log(1+d/r) (α<1/2)")
+    for ia, a in enumerate(alphas):
+        grp = sorted((q for q in points if q["alpha"] == a and q["n_target"]), key=lambda q: q["d"])
+        if not grp:
+            continue
+        col = cmaps[ia % len(cmaps)](0.8)
+        dd = np.array([q["d"] for q in grp], dtype=float)
+        axes[2].loglog(dd, [q["n_target"] for q in grp], markers[ia % 7] + "-", color=col, label=f"α={a:g}: measured")
+        if all(q["n_theory"] for q in grp):
+            th = np.array([q["n_theory"] for q in grp])
+            axes[2].loglog(dd, th * grp[0]["n_target"] / th[0], "--", color=col, label=f"α={a:g}: theory (scaled)")
+    axes[2].set_xlabel("d")
+    axes[2].set_ylabel(f"samples to reach risk {target:g}")
+    axes[2].legend(fontsize=8)
+    axes[2].grid(True, which="both", alpha=0.3)
+    fig.suptitle("Sample complexity of online SGD (MODEL.md §5), lr = theory.learning_rate", fontsize=10)
+    return _save(fig, path)

@@ -1,0 +1,383 @@
+"""Registry of run procedures: what one run of an experiment executes.
+
+A :class:`Procedure` has a name, a table of parameters (type, default, range, meaning)
+and an ``execute`` function ``(params, *, progress, checkpoint, resume) -> (arrays, info)``
+where ``arrays`` is a dict of NumPy arrays and ``info`` a JSON-able dict that goes into the
+result's metadata. Procedures shipped here:
+
+``stiefel-sgd``
+    Online SGD on the Stiefel manifold (:class:`quadfast.StiefelSGD`, MODEL.md §1-3), with
+    the population flow of MODEL.md §4 from the same start as an overlay.
+``riccati``
+    The population flow alone (:mod:`quadfast.riccati`), exact and cheap at any d.
+
+Another simulator (an Euclidean student, a regression model) is wired in by
+:func:`register_procedure` with its own parameter table; configurations, sweeps, the
+results table and the CLI then work with it unchanged.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import pickle
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["Param", "Procedure", "Interrupted", "register_procedure", "get_procedure", "procedures"]
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; ``checkpoint`` is the checkpoint file written (or None)."""
+
+    def __init__(self, checkpoint=None, steps_done=None):
+        super().__init__(f"interrupted; checkpoint: {checkpoint}")
+        self.checkpoint = checkpoint
+        self.steps_done = steps_done
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a procedure.
+
+    kind is ``"int"``, ``"float"``, ``"str"`` or ``"bool"``; ``default=None`` means "derived or
+    unset" (described in ``doc``); ``lo``/``hi`` are inclusive bounds, ``lo_open`` makes
+    ``lo`` exclusive; ``choices`` lists allowed strings.
+    """
+
+    kind: str
+    default: Any
+    doc: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple = ()
+
+    def check(self, value):
+        if self.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"expected an integer, got {type(value).__name__} {value!r}")
+            value = int(value)
+        elif self.kind == "float":
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"expected a number, got {type(value).__name__} {value!r}")
+            value = float(value)
+            if not math.isfinite(value):
+                raise ValueError(f"expected a finite number, got {value}")
+        elif self.kind == "str":
+            if not isinstance(value, str):
+                raise TypeError(f"expected a string, got {type(value).__name__} {value!r}")
+            if self.choices and value not in self.choices:
+                raise ValueError(f"expected one of {list(self.choices)}, got {value!r}")
+        elif self.kind == "bool":
+            if not isinstance(value, bool):
+                raise TypeError(f"expected true or false, got {type(value).__name__} {value!r}")
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            raise ValueError(f"expected a value {'>' if self.lo_open else '>='} {self.lo}, got {value}")
+        if self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi):
+            raise ValueError(f"expected a value {'<' if self.hi_open else '<='} {self.hi}, got {value}")
+        return value
+
+
+@dataclass
+class Procedure:
+    """A registered run procedure (see the module docstring)."""
+
+    name: str
+    params: dict
+    execute: Callable
+    derive: Callable
+    kind: str
+    doc: str = ""
+    exclusive: tuple = field(default_factory=tuple)
+
+    def check(self, key, value):
+        """Validate one parameter value; raises naming nothing (the caller adds the key)."""
+        if key not in self.params:
+            raise ValueError(f"unknown parameter of procedure {self.name!r} (known: {', '.join(sorted(self.params))})")
+        return self.params[key].check(value)
+
+    def resolve(self, given: dict) -> dict:
+        """Full parameters of one run: checked values, defaults, then derived values."""
+        out = {}
+        for k, v in given.items():
+            try:
+                out[k] = self.check(k, v)
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"{k}: {exc}") from None
+        for group in self.exclusive:
+            present = [k for k in group if k in given]
+            if len(present) > 1:
+                raise ValueError(f"{present[1]}: give only one of {', '.join(group)} (got {', '.join(present)})")
+        for k, p in self.params.items():
+            out.setdefault(k, p.default)
+        return self.derive(out, given)
+
+
+_REGISTRY: dict[str, Procedure] = {}
+
+
+def register_procedure(proc: Procedure) -> Procedure:
+    """Add a procedure to the registry (replacing one of the same name)."""
+    _REGISTRY[proc.name] = proc
+    return proc
+
+
+def get_procedure(name: str) -> Procedure:
+    """The registered procedure ``name``; KeyError naming the known ones otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"procedure: unknown procedure {name!r} (known: {', '.join(sorted(_REGISTRY))})") from None
+
+
+def procedures() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+# ----------------------------------------------------------------------------- shared
+def _teacher_params():
+    return {
+        "d": Param("int", 2048, "input dimension", lo=2),
+        "beta": Param("float", 0.5, "teacher width exponent, r = ceil(d^beta)", lo=0.0, hi=1.0, hi_open=True),
+        "alpha": Param("float", 1.0, "decay of the teacher coefficients, lambda_j ~ j^-alpha", lo=0.0),
+        "width": Param("int", None, "student width N (default r)", lo=1),
+        "seed": Param("int", 0, "seed of the start (and of every sample for SGD)", lo=0),
+        "records": Param("int", 40, "number of record points (log-spaced)", lo=2),
+    }
+
+
+def _derive_width(p):
+    from .teacher import width_of
+
+    p["r"] = width_of(p["d"], p["beta"])
+    if p["width"] is None:
+        p["width"] = p["r"]
+    if p["width"] > p["d"]:
+        raise ValueError(f"width: expected at most d = {p['d']}, got {p['width']}")
+    return p
+
+
+def _atomic_pickle(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+CHECKPOINT_FORMAT = "quadfast-checkpoint/1"
+
+
+def load_checkpoint(path, params=None) -> dict:
+    """Load a checkpoint written on Ctrl-C; with ``params``, check it belongs to them."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            state = pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        raise ValueError(f"checkpoint: cannot read {path}: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint: {path} is not a quadfast checkpoint")
+    if params is not None and state["params"] != params:
+        diff = sorted(k for k in set(params) | set(state["params"]) if params.get(k) != state["params"].get(k))
+        raise ValueError(f"checkpoint: {path} was written for other parameters (differs in {', '.join(diff)})")
+    return state
+
+
+# ----------------------------------------------------------------------------- stiefel-sgd
+def _stiefel_params():
+    p = _teacher_params()
+    p.update({
+        "lr_d": Param("float", None, "step size times d, lr = lr_d / d (default 1e-3)", lo=0.0, lo_open=True),
+        "lr_const": Param("float", None, "lr = theory.learning_rate(d, alpha, r, const=lr_const) (MODEL.md §5)",
+                          lo=0.0, lo_open=True),
+        "t_max": Param("float", None, "final time t = lr * steps (default 1.5)", lo=0.0, lo_open=True),
+        "steps": Param("int", None, "number of SGD steps", lo=1),
+        "n_factor": Param("float", None, "samples n = n_factor * theory.sample_size(d, alpha, r) (MODEL.md §5)",
+                          lo=0.0, lo_open=True),
+        "batch": Param("int", 1, "samples per step", lo=1),
+        "noise": Param("float", 0.0, "label noise sigma", lo=0.0),
+        "dtype": Param("str", "float64", "precision", choices=("float64", "float32")),
+        "record_from": Param("float", 1e-3, "first record point as a fraction of the run", lo=0.0, lo_open=True, hi=1.0),
+        "flow": Param("bool", True, "overlay the population flow (MODEL.md §4) from the same start"),
+    })
+    return p
+
+
+def _derive_stiefel(p, given):
+    from . import theory
+
+    p = _derive_width(p)
+    d, r = p["d"], p["r"]
+    if p["lr_const"] is not None:
+        try:
+            p["lr"] = theory.learning_rate(d, p["alpha"], r, const=p["lr_const"])
+        except ValueError as exc:
+            raise ValueError(f"lr_const: {exc}") from None
+        p["lr_d"] = p["lr"] * d
+    else:
+        if p["lr_d"] is None:
+            p["lr_d"] = 1e-3
+        p["lr"] = p["lr_d"] / d
+    if p["steps"] is None:
+        if p["n_factor"] is not None:
+            try:
+                n = p["n_factor"] * theory.sample_size(d, p["alpha"], r)
+            except ValueError as exc:
+                raise ValueError(f"n_factor: {exc}") from None
+            p["steps"] = max(1, int(math.ceil(n / p["batch"])))
+        else:
+            if p["t_max"] is None:
+                p["t_max"] = 1.5
+            p["steps"] = int(round(p["t_max"] / p["lr"]))
+            if p["steps"] < 1:
+                raise ValueError(f"t_max: {p['t_max']} is less than one step (lr = {p['lr']:g})")
+    p["t_max"] = p["lr"] * p["steps"]
+    return p
+
+
+def _record_points(steps, records, record_from):
+    first = max(1, int(steps * record_from))
+    pts = np.round(np.geomspace(first, max(steps, first), records)).astype(np.int64)
+    return np.unique(np.concatenate([[0], pts, [steps]]))
+
+
+def _execute_stiefel(p, *, progress=False, checkpoint=None, resume=False, chunk_seconds=0.25):
+    """Run Stiefel SGD with the parameters ``p`` (resolved); see :func:`get_procedure`.
+
+    Ctrl-C (KeyboardInterrupt) during the run writes ``checkpoint`` (the simulator, whose
+    pickle resumes bit-identically, and the rows recorded so far) and raises
+    :class:`Interrupted`; ``resume=True`` continues from that file. The interrupted-and-resumed
+    run equals an uninterrupted one bit for bit: the kernel is only ever split at progress
+    chunks (block boundaries) and at record points, the same in both.
+    """
+    from . import riccati
+    from .stiefel import StiefelSGD
+    from .teacher import Teacher
+
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and resume and ckpt.exists():
+        st = load_checkpoint(ckpt, p)
+        sim, record, flow, rows, elapsed = st["sim"], st["record"], st["flow"], st["rows"], st["elapsed"]
+        resumed_from = sim.steps_done
+    else:
+        teacher = Teacher.power_law(p["d"], p["beta"], p["alpha"], noise=p["noise"])
+        sim = StiefelSGD(teacher, p["width"], lr=p["lr"], batch=p["batch"], seed=p["seed"], dtype=p["dtype"])
+        record = _record_points(p["steps"], p["records"], p["record_from"])
+        flow = None
+        if p["flow"]:
+            coef, start = riccati.start_from_simulator(sim)
+            tt = p["lr"] * record.astype(np.float64)
+            flow = {"flow_time": tt, "flow_risk": riccati.risk_curve(coef, tt, factor=start),
+                    "flow_alignment": riccati.alignment_curve(coef, tt, factor=start)}
+        rows, elapsed, resumed_from = [], 0.0, None
+    done = {int(r[0]) for r in rows}
+    now = sim.steps_done
+    todo = np.array([s for s in record if s >= now and int(s) not in done], dtype=np.int64)
+    t0 = time.perf_counter()
+    try:
+        if todo.size:
+            sim.run(int(todo[-1] - now), record=todo - now, progress=progress, chunk_seconds=chunk_seconds)
+            rows.extend(_rows(sim.last_trajectory))
+    except KeyboardInterrupt:
+        if sim.last_trajectory is not None:
+            rows.extend(_rows(sim.last_trajectory))
+        if ckpt is None:
+            raise
+        _atomic_pickle({"format": CHECKPOINT_FORMAT, "params": p, "sim": sim, "record": record, "flow": flow,
+                        "rows": rows, "elapsed": elapsed + time.perf_counter() - t0}, ckpt)
+        raise Interrupted(ckpt, sim.steps_done) from None
+    elapsed += time.perf_counter() - t0
+    rows.sort(key=lambda r: r[0])
+    steps = np.array([r[0] for r in rows], dtype=np.int64)
+    arrays = {
+        "steps": steps, "time": p["lr"] * steps.astype(np.float64), "risk": np.array([r[1] for r in rows]),
+        "alignment": np.array([r[2] for r in rows]), "orth_error": np.array([r[3] for r in rows]),
+        "samples": steps * p["batch"], "flops": 6.0 * p["d"] * p["width"] * p["batch"] * steps.astype(np.float64),
+        "coef": sim.teacher.coef,
+    }
+    if flow is not None:
+        arrays.update(flow)
+    info = {"timings": {"seconds": elapsed, "seconds_per_step": elapsed / max(1, sim.steps_done),
+                        "steps_done": sim.steps_done},
+            "reortho": sim.reortho_stats, "block": sim.block, "resumed_from": resumed_from,
+            "arrays": {"steps": "SGD steps at each record", "time": "t = lr * steps", "samples": "steps * batch",
+                       "flops": "6 d N batch steps (forward + gradient + update, multiply-adds x 2)",
+                       "risk": "1 - tr((G Lambda)^2)/tr(Lambda^2)", "alignment": "A_j = ||W^T theta_j||^2 (records x r)",
+                       "orth_error": "max|W^T W - I|", "coef": "teacher lambda_j",
+                       "flow_risk": "population-flow risk from the same W0 at flow_time",
+                       "flow_alignment": "population-flow alignment from the same W0 at flow_time"}}
+    return arrays, info
+
+
+def _rows(traj):
+    return [(int(traj.steps[i]), float(traj.risk[i]), np.array(traj.alignment[i]), float(traj.orth_error[i]))
+            for i in range(len(traj))]
+
+
+register_procedure(Procedure(
+    name="stiefel-sgd", params=_stiefel_params(), execute=_execute_stiefel, derive=_derive_stiefel,
+    kind="stiefel-run", exclusive=(("lr_d", "lr_const"), ("t_max", "steps", "n_factor")),
+    doc="online SGD on the Stiefel manifold (quadfast.StiefelSGD) with the population-flow overlay"))
+
+
+# ----------------------------------------------------------------------------- riccati
+def _riccati_params():
+    p = _teacher_params()
+    p.update({
+        "t_max": Param("float", 1.5, "final time t (SGD time units)", lo=0.0, lo_open=True),
+        "t_min": Param("float", None, "first time (default t_max / 1000)", lo=0.0, lo_open=True),
+        "start": Param("str", "haar", "start: 'haar' (the W0 StiefelSGD draws with the same seed, O(dN) memory) or "
+                       "'typical' (the same law drawn without W, any d)", choices=("haar", "typical")),
+    })
+    return p
+
+
+def _derive_riccati(p, given):
+    p = _derive_width(p)
+    if p["t_min"] is None:
+        p["t_min"] = p["t_max"] / 1000
+    if not p["t_min"] < p["t_max"]:
+        raise ValueError(f"t_min: expected less than t_max = {p['t_max']}, got {p['t_min']}")
+    if p["start"] == "typical" and p["d"] < p["r"] + p["width"]:
+        raise ValueError(f"start: 'typical' needs d >= r + width = {p['r'] + p['width']}")
+    return p
+
+
+def _execute_riccati(p, *, progress=False, checkpoint=None, resume=False, chunk_seconds=None):
+    """The population flow of MODEL.md §4 on a log-spaced time grid (plus t = 0)."""
+    from . import riccati
+    from .stiefel import haar_stiefel
+
+    t0 = time.perf_counter()
+    coef = riccati.teacher_coef(p["r"], p["alpha"])
+    if p["start"] == "haar":
+        start = riccati.start_from_W(haar_stiefel(p["d"], p["width"], p["seed"]), r=p["r"])
+    else:
+        start = riccati.typical_start(p["d"], p["width"], p["r"], rng=p["seed"])
+    t = np.concatenate([[0.0], np.geomspace(p["t_min"], p["t_max"], p["records"])])
+    arrays = {"time": t, "risk": riccati.risk_curve(coef, t, factor=start),
+              "alignment": riccati.alignment_curve(coef, t, factor=start), "coef": coef}
+    info = {"timings": {"seconds": time.perf_counter() - t0},
+            "arrays": {"time": "t (SGD time units)", "risk": "flow risk", "alignment": "G_jj(t) (records x r)",
+                       "coef": "teacher lambda_j"}}
+    return arrays, info
+
+
+register_procedure(Procedure(
+    name="riccati", params=_riccati_params(), execute=_execute_riccati, derive=_derive_riccati, kind="riccati-run",
+    doc="population flow (quadfast.riccati) from a Haar or typical start"))
