@@ -42,9 +42,10 @@ SCRIPT = textwrap.dedent("""
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 @pytest.mark.parametrize("d,n,dtype,batch,threads", [(8192, 512, "float64", 1, 1), (8192, 512, "float64", 1, 2),
                                                      (8192, 256, "float32", 1, 2), (8192, 512, "float64", 8, 2)])
-def test_peak_memory_within_one_and_a_half_W_plus_a_sample_block(d, n, dtype, batch, threads):
+def test_peak_memory_within_one_and_a_half_W_plus_a_sample_block(d, n, dtype, batch, threads, tmp_path):
+    # run outside the checkout, so that the installed package is imported
     run = subprocess.run([sys.executable, "-c", SCRIPT, str(d), str(n), dtype, str(batch), str(threads)],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     if run.returncode != 0 and "clear_refs" in run.stderr:
         pytest.skip("this kernel does not allow resetting the peak resident set")
     assert run.returncode == 0, run.stderr
