@@ -8,6 +8,10 @@ namespace py = pybind11;
 using namespace quadfast;
 
 namespace {
+// With this many streams or more, one table of position hashes (shared by all rows) is
+// cheaper than hashing the positions again for every row.
+constexpr std::size_t kTableMinStreams = 4;
+
 template <class T>
 void fill(py::array_t<T, py::array::c_style> out, std::uint64_t seed, std::uint64_t stream0) {
   if (out.ndim() != 2) throw py::value_error("out must be 2-D (streams, length)");
@@ -15,14 +19,48 @@ void fill(py::array_t<T, py::array::c_style> out, std::uint64_t seed, std::uint6
   const auto len = static_cast<std::size_t>(out.shape(1));
   T* p = out.mutable_data();
   py::gil_scoped_release release;  // safe: no Python object is touched below
+  if (n < kTableMinStreams) {
+    for (std::size_t s = 0; s < n; ++s) rng::fill_normals_range(p + s * len, 0, len, seed, stream0 + s);
+    return;
+  }
   rng::PositionTable table(len);
   for (std::size_t s = 0; s < n; ++s) rng::fill_normals(p + s * len, len, seed, stream0 + s, table);
+}
+
+template <class T>
+void fill_range(py::array_t<T, py::array::c_style> out, std::uint64_t seed, std::uint64_t stream, std::uint64_t start) {
+  if (out.ndim() != 1) throw py::value_error("out must be 1-D (a range of one stream)");
+  const auto len = static_cast<std::uint64_t>(out.shape(0));
+  if (len > ~std::uint64_t{0} - start) throw py::value_error("start + len(out) overflows 2**64");
+  T* p = out.mutable_data();
+  py::gil_scoped_release release;
+  rng::fill_normals_range(p, start, start + len, seed, stream);
+}
+
+py::array_t<double> table_copy(const double* t) {
+  py::array_t<double> a(256);
+  std::copy(t, t + 256, a.mutable_data());
+  return a;
 }
 }  // namespace
 
 void bind_rng(py::module_& m) {
   m.def("fill_normals", &fill<double>, py::arg("out").noconvert(), py::arg("seed"), py::arg("stream0"));
   m.def("fill_normals", &fill<float>, py::arg("out").noconvert(), py::arg("seed"), py::arg("stream0"));
+  m.def("fill_normals_range", &fill_range<double>, py::arg("out").noconvert(), py::arg("seed"), py::arg("stream"),
+        py::arg("start"));
+  m.def("fill_normals_range", &fill_range<float>, py::arg("out").noconvert(), py::arg("seed"), py::arg("stream"),
+        py::arg("start"));
   m.def("normal_at", &rng::normal_at, py::arg("seed"), py::arg("stream"), py::arg("index"));
   m.def("sampler_isa", &rng::sampler_isa, "Instruction-set variant of the Gaussian sampler on this CPU");
+  m.def("ziggurat_tables", []() {
+    py::dict d;
+    d["r"] = rng::zig::kR;
+    d["v"] = rng::zig::kV;
+    d["W"] = table_copy(rng::zig::kW);
+    d["K"] = table_copy(rng::zig::kK);
+    d["F"] = table_copy(rng::zig::kF);
+    d["inflection_layer"] = rng::detail::kInflect;
+    return d;
+  }, "The sampler's ziggurat tables (for tests)");
 }
