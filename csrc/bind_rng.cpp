@@ -1,6 +1,10 @@
 // Bindings of the counter-based Gaussian generator.
 #include <pybind11/numpy.h>
+#include <pybind11/stl.h>
 #include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <string>
 
 #include "quadfast/rng.hpp"
 
@@ -37,6 +41,19 @@ void fill_range(py::array_t<T, py::array::c_style> out, std::uint64_t seed, std:
   rng::fill_normals_range(p, start, start + len, seed, stream);
 }
 
+// fill_normals_range through the loop of one named instruction-set level (tests only).
+template <class T>
+void fill_range_isa(py::array_t<T, py::array::c_style> out, std::uint64_t seed, std::uint64_t stream,
+                    std::uint64_t start, const std::string& isa) {
+  if (out.ndim() != 1) throw py::value_error("out must be 1-D (a range of one stream)");
+  const auto fn = rng::detail::fill_for_isa<T>(isa.c_str());
+  if (!fn) throw py::value_error("isa: '" + isa + "' is not available on this CPU/build");
+  const auto len = static_cast<std::size_t>(out.shape(0));
+  T* p = out.mutable_data();
+  py::gil_scoped_release release;
+  fn(p, len, rng::stream_key(seed, stream), nullptr, start);
+}
+
 py::array_t<double> table_copy(const double* t) {
   py::array_t<double> a(256);
   std::copy(t, t + 256, a.mutable_data());
@@ -51,6 +68,10 @@ void bind_rng(py::module_& m) {
         py::arg("start"));
   m.def("fill_normals_range", &fill_range<float>, py::arg("out").noconvert(), py::arg("seed"), py::arg("stream"),
         py::arg("start"));
+  m.def("_fill_normals_range_isa", &fill_range_isa<double>, py::arg("out").noconvert(), py::arg("seed"),
+        py::arg("stream"), py::arg("start"), py::arg("isa"));
+  m.def("_fill_normals_range_isa", &fill_range_isa<float>, py::arg("out").noconvert(), py::arg("seed"),
+        py::arg("stream"), py::arg("start"), py::arg("isa"));
   m.def("normal_at", &rng::normal_at, py::arg("seed"), py::arg("stream"), py::arg("index"));
   m.def("sampler_isa", &rng::sampler_isa, "Instruction-set variant of the Gaussian sampler on this CPU");
   m.def("ziggurat_tables", []() {

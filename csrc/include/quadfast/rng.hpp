@@ -17,7 +17,7 @@
 //
 // The deviate is a 256-layer ziggurat (Marsaglia & Tsang 2000) on word_0:
 //   bits 0-7: layer k; bit 8: sign; bits 12-63: u in [0, 1) with 52 bits;
-//   x = u W[k]; accepted at once when u < K[k] (about 98.8% of draws).
+//   x = u W[k]; accepted at once when u < K[k] (98.5% of draws).
 // Fast path: a branch-free loop over a chunk (one hash, two table look-ups, one
 // multiply, one comparison) that the compiler vectorises (gathers under AVX2/AVX-512);
 // the rare rejects are fixed afterwards by a scalar slow path that is the exact
@@ -446,6 +446,18 @@ template <class T>
 inline void fill_dispatch(T* out, std::size_t n, std::uint64_t key, const std::uint64_t* P, std::uint64_t i0) noexcept {
   static const FillFn<T> fn = select_fill<T>();
   fn(out, n, key, P, i0);
+}
+
+// The loop of one named instruction-set level ("baseline", "avx2", "avx512"), or nullptr
+// when this CPU or build does not have it.  For tests that compare the levels bit for bit.
+template <class T>
+inline FillFn<T> fill_for_isa(const char* isa) noexcept {
+  if (std::strcmp(isa, "baseline") == 0) return &fill_loop<T>;
+#ifdef QUADFAST_RNG_DISPATCH
+  if (std::strcmp(isa, "avx2") == 0 && cpu_has_avx2()) return &fill_avx2<T>;
+  if (std::strcmp(isa, "avx512") == 0 && cpu_has_avx512()) return &fill_avx512<T>;
+#endif
+  return nullptr;
 }
 }  // namespace detail
 
