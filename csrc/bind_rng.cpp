@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 
 #include "quadfast/rng.hpp"
@@ -12,9 +13,20 @@ namespace py = pybind11;
 using namespace quadfast;
 
 namespace {
-// With this many streams or more, one table of position hashes (shared by all rows) is
-// cheaper than hashing the positions again for every row.
+// Rows up to this length use one process-wide table of position hashes (grown on demand,
+// at most 1 MiB); longer rows use a table per call when there are at least
+// kTableMinStreams of them, else hash the positions on the fly.  All paths give the same bits.
+constexpr std::size_t kCachedTableMax = std::size_t{1} << 17;
 constexpr std::size_t kTableMinStreams = 4;
+
+// The cached table, replaced (never modified) when a longer one is needed; callers hold a
+// shared_ptr, so a replacement never frees a table another thread is reading.  Called with
+// the GIL held, which serialises the replacement.
+std::shared_ptr<const rng::PositionTable> cached_table(std::size_t len) {
+  static std::shared_ptr<const rng::PositionTable> table = std::make_shared<rng::PositionTable>(4096);
+  if (table->size() < len) table = std::make_shared<rng::PositionTable>(std::max(len, 2 * table->size()));
+  return table;
+}
 
 template <class T>
 void fill(py::array_t<T, py::array::c_style> out, std::uint64_t seed, std::uint64_t stream0) {
@@ -22,13 +34,15 @@ void fill(py::array_t<T, py::array::c_style> out, std::uint64_t seed, std::uint6
   const auto n = static_cast<std::size_t>(out.shape(0));
   const auto len = static_cast<std::size_t>(out.shape(1));
   T* p = out.mutable_data();
+  std::shared_ptr<const rng::PositionTable> table;
+  if (len <= kCachedTableMax) table = cached_table(len);
   py::gil_scoped_release release;  // safe: no Python object is touched below
-  if (n < kTableMinStreams) {
+  if (!table && n < kTableMinStreams) {
     for (std::size_t s = 0; s < n; ++s) rng::fill_normals_range(p + s * len, 0, len, seed, stream0 + s);
     return;
   }
-  rng::PositionTable table(len);
-  for (std::size_t s = 0; s < n; ++s) rng::fill_normals(p + s * len, len, seed, stream0 + s, table);
+  if (!table) table = std::make_shared<rng::PositionTable>(len);
+  for (std::size_t s = 0; s < n; ++s) rng::fill_normals(p + s * len, len, seed, stream0 + s, *table);
 }
 
 template <class T>

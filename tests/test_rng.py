@@ -158,6 +158,34 @@ def test_every_runtime_loop_gives_the_same_bits():
         _core._fill_normals_range_isa(np.empty(4), 1, 1, 0, "sse9")
 
 
+def test_every_built_extension_variant_gives_the_same_bits():
+    """quadfast._core, _core_avx2 and _core_avx512 (those built and supported here) agree
+    bit for bit on every fill path: the cached table (1 x 2**18), a per-call table
+    (4 x 2**17 + 1 rows), per-row hashing (2 rows), ranges, float32, and normal_at."""
+    from quadfast import _ext
+
+    results = []
+    for v in _ext.available():
+        mod = _ext.load(v)
+        a = np.empty((1, 1 << 18))
+        mod.fill_normals(a, 3, 9)
+        b = np.empty((4, (1 << 17) + 1), dtype=np.float32)
+        mod.fill_normals(b, 3, 9)
+        c = np.empty((2, (1 << 17) + 1))
+        mod.fill_normals(c, 3, 9)
+        d = np.empty(100_003)
+        mod.fill_normals_range(d, 3, 10, 2**50)
+        e = [mod.normal_at(3, 9, i) for i in (0, 1, 12345, 2**62)]
+        results.append((v, a, b, c, d, e))
+    assert results
+    _, a0, b0, c0, d0, e0 = results[0]
+    assert np.array_equal(b0[0], a0[0, : b0.shape[1]].astype(np.float32))
+    assert np.array_equal(c0[0], a0[0, : c0.shape[1]])
+    for v, a, b, c, d, e in results[1:]:
+        assert np.array_equal(a, a0) and np.array_equal(b, b0) and np.array_equal(c, c0), v
+        assert np.array_equal(d, d0) and e == e0, v
+
+
 def _available_isas():
     out = []
     for isa in ("avx2", "avx512"):

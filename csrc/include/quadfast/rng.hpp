@@ -186,16 +186,6 @@ inline constexpr unsigned kInflect = inflection_layer();
 // (U < t: accept at once) and above f where f is convex (U >= t: reject at once), so exp is
 // evaluated only for points between the chord and the curve (McFarland 2016 uses the same
 // idea).  The base layer's rejects are the tail x > r (Marsaglia 1964).
-inline int ctz64(std::uint64_t w) noexcept {  // w != 0
-#if defined(__GNUC__)
-  return __builtin_ctzll(w);
-#else
-  int c = 0;
-  while (!(w & 1)) { w >>= 1; ++c; }
-  return c;
-#endif
-}
-
 // (Not inlined: one copy, compiled for the baseline, serves every variant.)
 QUADFAST_RNG_NOINLINE inline double ziggurat_slow(std::uint64_t s, std::uint64_t h) noexcept {
   std::uint64_t j = 0;
@@ -228,22 +218,33 @@ QUADFAST_RNG_NOINLINE inline double ziggurat_slow(std::uint64_t s, std::uint64_t
 
 inline constexpr std::size_t kChunk = 512;
 
-// Pass 1 on element i of a chunk: candidate x = +-u W[k] into o[i], reject flag into bit i
-// of the chunk's bit set rej.
+// Indices (within a chunk) of the candidates pass 1 rejected, appended without branches:
+// every index is written, and the count advances by the reject flag.
+struct RejectList {
+  std::uint32_t idx[kChunk + 16];
+  std::size_t n = 0;
+  QUADFAST_RNG_INLINE void push(std::size_t i, bool rejected) noexcept {
+    idx[n] = static_cast<std::uint32_t>(i);
+    n += rejected;
+  }
+};
+
+// Pass 1 on element i of a chunk: candidate x = +-u W[k] into o[i]; i onto the reject list
+// unless u < K[k].
 template <class T>
-QUADFAST_RNG_INLINE void candidate(T* o, std::uint64_t* rej, std::size_t i, std::uint64_t key,
+QUADFAST_RNG_INLINE void candidate(T* o, RejectList& rej, std::size_t i, std::uint64_t key,
                                    std::uint64_t pos) noexcept {
   const std::uint64_t h = mix(key ^ pos);
   const std::size_t k = h & 0xFF;
   const double u = uniform_closed0(h);
   o[i] = static_cast<T>(apply_sign(u * zig::kW[k], h));
-  rej[i / 64] |= static_cast<std::uint64_t>(!(u < zig::kK[k])) << (i % 64);
+  rej.push(i, !(u < zig::kK[k]));
 }
 
 // Vector pass 1 of the baseline: none (the scalar loop below does every element).
 struct NoSimd {
   template <class T>
-  static std::size_t run(T*, std::uint64_t*, std::size_t, std::uint64_t, const std::uint64_t*, std::uint64_t) noexcept {
+  static std::size_t run(T*, RejectList&, std::size_t, std::uint64_t, const std::uint64_t*, std::uint64_t) noexcept {
     return 0;
   }
 };
@@ -255,9 +256,9 @@ struct NoSimd {
 template <class Simd, class T>
 QUADFAST_RNG_INLINE void fill_body(T* out, std::size_t n, std::uint64_t key, const std::uint64_t* P,
                                    std::uint64_t i0) noexcept {
-  std::uint64_t rej[kChunk / 64];
+  RejectList rej;
   for (std::size_t c0 = 0; c0 < n; c0 += kChunk) {
-    for (auto& w : rej) w = 0;
+    rej.n = 0;
     const std::size_t m = n - c0 < kChunk ? n - c0 : kChunk;
     const std::uint64_t* p = P ? P + c0 : nullptr;
     const std::uint64_t base = i0 + c0;
@@ -267,12 +268,10 @@ QUADFAST_RNG_INLINE void fill_body(T* out, std::size_t n, std::uint64_t key, con
       for (; i < m; ++i) candidate(o, rej, i, key, p[i]);
     else
       for (; i < m; ++i) candidate(o, rej, i, key, position_hash(base + i));
-    for (std::size_t g = 0; g < kChunk / 64; ++g) {
-      for (std::uint64_t w = rej[g]; w; w &= w - 1) {
-        const std::size_t b = 64 * g + static_cast<std::size_t>(ctz64(w));
-        const std::uint64_t s = key ^ (p ? p[b] : position_hash(base + b));
-        o[b] = static_cast<T>(ziggurat_slow(s, mix(s)));
-      }
+    for (std::size_t j = 0; j < rej.n; ++j) {
+      const std::size_t b = rej.idx[j];
+      const std::uint64_t s = key ^ (p ? p[b] : position_hash(base + b));
+      o[b] = static_cast<T>(ziggurat_slow(s, mix(s)));
     }
   }
 }
@@ -284,7 +283,7 @@ inline void fill_loop(T* out, std::size_t n, std::uint64_t key, const std::uint6
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(QUADFAST_NO_DISPATCH)
 #define QUADFAST_RNG_DISPATCH 1
-#define QUADFAST_RNG_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
+#define QUADFAST_RNG_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,popcnt")))
 #define QUADFAST_RNG_AVX2 __attribute__((target("avx2")))
 // GCC 12 warns (falsely) about the intrinsics' internal _mm*_undefined_* placeholders.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -302,13 +301,14 @@ struct Avx512 {
     return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
   }
   template <class T>
-  QUADFAST_RNG_AVX512 static inline std::size_t run(T* o, std::uint64_t* rej, std::size_t m, std::uint64_t key,
+  QUADFAST_RNG_AVX512 static inline std::size_t run(T* o, RejectList& rej, std::size_t m, std::uint64_t key,
                                                     const std::uint64_t* p, std::uint64_t base) noexcept {
     const __m512i vkey = _mm512_set1_epi64(static_cast<long long>(key));
     const __m512i one_bits = _mm512_set1_epi64(0x3FF0000000000000LL);
     const __m512i byte = _mm512_set1_epi64(0xFF);
     const __m512i bit8 = _mm512_set1_epi64(0x100);
     const __m512d one = _mm512_set1_pd(1.0);
+    const __m256i lane32 = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
     // (base + i + lane) GOLDEN + TWEAK, advanced by 8 GOLDEN per iteration (wrapping adds)
     __m512i weyl = _mm512_add_epi64(
         _mm512_mullo_epi64(_mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(base)),
@@ -333,7 +333,11 @@ struct Avx512 {
       const __m512i sign = _mm512_slli_epi64(_mm512_and_si512(h, bit8), 55);
       const __m512d x = _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(_mm512_mul_pd(u, w)), sign));
       const __mmask8 bad = _mm512_cmp_pd_mask(u, kk, _CMP_NLT_UQ);
-      rej[i / 64] |= static_cast<std::uint64_t>(bad) << (i % 64);
+      // compress the rejected lanes' indices to the front (register form: the memory form
+      // of vpcompressd is slow) and store all 8; the count advances by the rejects
+      const __m256i ids = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(i)), lane32);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(rej.idx + rej.n), _mm256_maskz_compress_epi32(bad, ids));
+      rej.n += static_cast<std::size_t>(__builtin_popcount(bad));
       if constexpr (sizeof(T) == 8)
         _mm512_storeu_pd(reinterpret_cast<double*>(o + i), x);
       else
@@ -358,7 +362,7 @@ struct Avx2 {
     return _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
   }
   template <class T>
-  QUADFAST_RNG_AVX2 static inline std::size_t run(T* o, std::uint64_t* rej, std::size_t m, std::uint64_t key,
+  QUADFAST_RNG_AVX2 static inline std::size_t run(T* o, RejectList& rej, std::size_t m, std::uint64_t key,
                                                   const std::uint64_t* p, std::uint64_t base) noexcept {
     const __m256i vkey = _mm256_set1_epi64x(static_cast<long long>(key));
     const __m256i one_bits = _mm256_set1_epi64x(0x3FF0000000000000LL);
@@ -387,7 +391,10 @@ struct Avx2 {
       const __m256i sign = _mm256_slli_epi64(_mm256_and_si256(h, bit8), 55);
       const __m256d x = _mm256_castsi256_pd(_mm256_or_si256(_mm256_castpd_si256(_mm256_mul_pd(u, w)), sign));
       const int bad = _mm256_movemask_pd(_mm256_cmp_pd(u, kk, _CMP_NLT_UQ));
-      rej[i / 64] |= static_cast<std::uint64_t>(bad) << (i % 64);
+      rej.push(i, bad & 1);
+      rej.push(i + 1, (bad >> 1) & 1);
+      rej.push(i + 2, (bad >> 2) & 1);
+      rej.push(i + 3, (bad >> 3) & 1);
       if constexpr (sizeof(T) == 8)
         _mm256_storeu_pd(reinterpret_cast<double*>(o + i), x);
       else
@@ -419,7 +426,7 @@ inline bool cpu_has_avx512() noexcept {
 #ifdef QUADFAST_RNG_DISPATCH
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("popcnt");
 #else
   return false;
 #endif
