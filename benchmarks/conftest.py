@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 TIMINGS = defaultdict(dict)  # (group key) -> {implementation: seconds per step}
+RNG_TIMINGS = defaultdict(dict)  # (streams, length) -> {implementation: seconds per normal}
 
 
 def pytest_addoption(parser):
@@ -29,6 +30,34 @@ def record_per_step(request):
     return record
 
 
+@pytest.fixture
+def record_rng(request):
+    def record(key, impl, benchmark, n_normals):
+        st = benchmark.stats.stats if benchmark.stats is not None else None
+        if st is None:  # --benchmark-disable
+            return
+        RNG_TIMINGS[key][impl] = st.min / n_normals
+    return record
+
+
+def _rng_table():
+    """Table of ns per normal (bench_rng.py), or None when nothing was timed."""
+    if not RNG_TIMINGS:
+        return None
+    from quadfast._ext import core as _core
+
+    lines = [f"machine: {_cpu()}, {os.cpu_count()} cores, extension {_core.variant}, sampler {_core.sampler_isa()}",
+             "", "| streams x length | quadfast f64 (ns/normal) | quadfast f32 | NumPy standard_normal | NumPy / quadfast |",
+             "|---|---|---|---|---|"]
+    fmt = lambda v: "-" if v is None else f"{v * 1e9:.2f}"  # noqa: E731
+    for key in sorted(RNG_TIMINGS, key=str):
+        t = RNG_TIMINGS[key]
+        q, q32, npy = t.get("quadfast"), t.get("quadfast_f32"), t.get("numpy")
+        ratio = "-" if q is None or npy is None else f"{npy / q:.1f}x"
+        lines.append(f"| {key[0]} x {key[1]} | {fmt(q)} | {fmt(q32)} | {fmt(npy)} | {ratio} |")
+    return "\n".join(lines)
+
+
 def _cpu():
     try:
         with open("/proc/cpuinfo") as fh:
@@ -41,6 +70,13 @@ def _cpu():
 
 
 def pytest_sessionfinish(session, exitstatus):
+    rng_text = _rng_table()
+    if rng_text is not None:
+        print("\n\nGaussian sampler, ns per normal, measured in this run\n" + rng_text)
+        out = Path(__file__).parent / "results"
+        out.mkdir(exist_ok=True)
+        name = os.environ.get("QUADFAST_BENCH_NAME", "latest")
+        (out / f"{name}_rng.md").write_text(rng_text + "\n")
     if not TIMINGS:
         return
     from quadfast._ext import core as _core
