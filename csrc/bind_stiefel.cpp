@@ -68,6 +68,13 @@ class PyStiefel {
     return py::make_tuple(r.steps_done, r.finite);
   }
 
+  double measure_drift(CArr<T> W) {
+    check_w(W);
+    const T* w = W.data();
+    py::gil_scoped_release release;
+    return k_->measure_drift(w);
+  }
+
   double reorthonormalize(CArr<T> W) {
     check_w(W);
     T* w = W.mutable_data();
@@ -119,6 +126,7 @@ void bind_one(py::module_& m, const char* name) {
       .def("advance", &PyStiefel<T>::advance, py::arg("W").noconvert(), py::arg("steps"),
            py::arg("X").noconvert() = py::none(), py::arg("y").noconvert() = py::none())
       .def("reorthonormalize", &PyStiefel<T>::reorthonormalize, py::arg("W").noconvert())
+      .def("measure_drift", &PyStiefel<T>::measure_drift, py::arg("W").noconvert())
       .def("draw_samples", &PyStiefel<T>::draw_samples, py::arg("t"), py::arg("out").noconvert())
       .def("set_threads", &PyStiefel<T>::set_threads, py::arg("n"))
       .def_property_readonly("threads", &PyStiefel<T>::threads)

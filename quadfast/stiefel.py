@@ -374,9 +374,12 @@ class StiefelSGD(_OnlineSGD):
         return self.teacher.risk_of_overlap(self.projection())
 
     def orth_error(self) -> float:
-        """max|W^T W - I| (float64 arithmetic)."""
-        W = self.W.astype(np.float64, copy=False)
-        return float(np.max(np.abs(W.T @ W - np.eye(self.width))))
+        """max|W^T W - I|, with W^T W accumulated in float64 over blocks of rows (no
+        temporary of the size of W)."""
+        if self.W.dtype != self.dtype or not self.W.flags.c_contiguous or self.W.shape != (self.teacher.d, self.width):
+            W = self.W.astype(np.float64, copy=False)
+            return float(np.max(np.abs(W.T @ W - np.eye(self.width))))
+        return float(self._kernel.measure_drift(self.W))
 
     def _stats(self):
         U = self.projection()

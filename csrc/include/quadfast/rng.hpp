@@ -510,23 +510,5 @@ inline void fill_normals_range(T* out, std::size_t i0, std::size_t i1, std::uint
   detail::fill_dispatch(out, i1 - i0, stream_key(seed, stream), table.data() + i0, i0);
 }
 
-// Deviates i0 .. i1-1 of (seed, stream) into out[0 .. i1-i0), with i0 even and
-// i1 <= table size: a sub-range of what fill_normals writes, bit for bit, so threads can
-// draw disjoint parts of the same stream.
-template <class T>
-inline void fill_normals_range(T* out, std::size_t i0, std::size_t i1, std::uint64_t seed, std::uint64_t stream,
-                               const PositionTable& table) noexcept {
-  static const detail::PairsFn<T> pairs_fn = detail::select_pairs<T>();
-  const std::uint64_t key = stream_key(seed, stream);
-  const std::uint64_t* h = table.data() + i0;
-  const std::size_t n = i1 - i0, pairs = n / 2;
-  pairs_fn(out, pairs, key, h);
-  if (n & 1) {
-    double a, b;
-    box_muller(key, h[2 * pairs], h[2 * pairs + 1], a, b);
-    out[2 * pairs] = static_cast<T>(a);
-  }
-}
-
 }  // namespace rng
 }  // namespace quadfast
