@@ -74,7 +74,7 @@ class StiefelKernel {
   StiefelKernel(Index d, Index N, Index batch, double lr, const TeacherView<T>& teacher,
                 std::uint64_t seed, OrthoPolicy policy = {}, Index block = 1, Index threads = 1)
       : d_(d), N_(N), B_(batch), K_blk_(block), threads_(threads), lr_(lr), seed_(seed), policy_(policy), label_(teacher),
-        table_(static_cast<std::size_t>(d)) {
+        table_(static_cast<std::size_t>(d)), big_eig_(N) {
     if (block < 1) throw std::invalid_argument("block must be >= 1");
     if (!(policy_.tol > 0.0)) policy_.tol = sizeof(T) == sizeof(float) ? 1e-5 : 1e-12;
     if (threads < 1) throw std::invalid_argument("threads must be >= 1");
@@ -114,7 +114,6 @@ class StiefelKernel {
     Rpolar_.resize(N_, N_);
     blkd_.resize(kRowBlock, N_);
     blkd2_.resize(kRowBlock, N_);
-    big_eig_ = Eigen::SelfAdjointEigenSolver<Dmat>(N_);
     WtWd_.resize(N_, N_);
     probe_r_.resize(N_);
     probe_acc_.resize(N_);
@@ -310,10 +309,10 @@ class StiefelKernel {
     // Row blocks of about 64K elements of W (64 rows at N = 1024, 1024 rows at N = 64), so
     // that the GEMMs of a row block are large enough to run at speed while the block stays
     // in cache across its three products.  Slabs: at most 32, whole row blocks, and
-    // partial sums no larger than W / 8 (peak memory stays within 1.5 W plus a sample block).  All fixed by (d, N, columns) alone.
+    // partial sums no larger than W / 16 (peak memory stays within 1.5 W plus a sample block).  All fixed by (d, N, columns) alone.
     rb_ = std::max<Index>(kRowBlock, std::min<Index>(1024, (65536 / N_) / kRowBlock * kRowBlock));
     rb_ = std::max<Index>(kRowBlock, std::min<Index>(rb_, d_ / 8 / kRowBlock * kRowBlock));  // >= 8 slabs if d allows
-    const Index target = std::max<Index>(1, std::min<Index>(32, d_ / std::max<Index>(1, 8 * cap)));
+    const Index target = std::max<Index>(1, std::min<Index>(32, d_ / std::max<Index>(1, 16 * cap)));
     slab_rows_ = ((d_ + target - 1) / target + rb_ - 1) / rb_ * rb_;
     n_slabs_ = (d_ + slab_rows_ - 1) / slab_rows_;
     Xbuf_.resize(static_cast<std::size_t>(cap * d_));
