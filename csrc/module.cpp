@@ -5,6 +5,8 @@ namespace py = pybind11;
 
 void bind_rng(py::module_& m);
 void bind_stiefel(py::module_& m);
+void bind_finetune(py::module_& m);
+void bind_qplr(py::module_& m);
 
 #ifndef QUADFAST_MODULE
 #define QUADFAST_MODULE _core
@@ -17,4 +19,6 @@ PYBIND11_MODULE(QUADFAST_MODULE, m) {
   m.attr("variant") = QUADFAST_STR(QUADFAST_MODULE);
   bind_rng(m);
   bind_stiefel(m);
+  bind_finetune(m);
+  bind_qplr(m);
 }
