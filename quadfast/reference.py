@@ -154,18 +154,21 @@ def finetune_risk_dense(W: np.ndarray, B: np.ndarray, theta: np.ndarray, coef: n
 
 
 # ----------------------------------------------------------------------------- QPLR
-def qplr_sgd(G: np.ndarray, lam: np.ndarray, theta: np.ndarray, tail: float, noise: float, lr: np.ndarray,
+def qplr_sgd(G, lam: np.ndarray, theta: np.ndarray, tail: float, noise: float, lr: np.ndarray,
              lr_linear: np.ndarray, v0: np.ndarray, w0: np.ndarray | None = None, record=None):
     """SGD of the quadratic model f = <x, v (.) v> and the linear model f = <x, w> (seed 003),
     a loop over steps vectorised over replicas.
 
-    G : (T, R, M + 2) standard normals: [t, r, :M] give x = sqrt(lambda) g, [t, r, M] the tail
-    deviate (variance ``tail``), [t, r, M + 1] the noise xi.  lr, lr_linear : (T,) step sizes.
-    Loss e^2/2: v -= lr_t 2 e x v, w -= lr_lin_t e x.  Returns (v, w, risk, risk_linear) with
-    the exact excess risks sum_i lambda_i (v_i^2 - theta_i)^2 + tail at the record steps.
+    G : the standard normals, anything with ``G[t]`` of shape (R, M + 2) (an array (T, R, M + 2)
+    or an object drawing them on demand): [r, :M] give x = sqrt(lambda) g, [r, M] the tail
+    deviate (variance ``tail``), [r, M + 1] the noise xi.  lr, lr_linear : (T,) step sizes.
+    v0 : (M,) or (R, M).  Loss e^2/2: v -= lr_t 2 e x v, w -= lr_lin_t e x.  Returns
+    (v, w, risk, risk_linear) with the exact excess risks sum_i lambda_i (v_i^2 - theta_i)^2
+    + tail at the record steps (default: the end).
     """
-    T, R, M2 = G.shape
-    M = M2 - 2
+    T = len(lr)
+    M = len(lam)
+    R = G.shape[1] if hasattr(G, "shape") else np.shape(v0)[0]
     sl = np.sqrt(lam)
     v = np.array(np.broadcast_to(v0, (R, M)), dtype=np.float64)
     w = None if w0 is None else np.array(np.broadcast_to(w0, (R, M)), dtype=np.float64)
@@ -181,8 +184,9 @@ def qplr_sgd(G: np.ndarray, lam: np.ndarray, theta: np.ndarray, tail: float, noi
         while rec and rec[0] == t:
             rec.pop(0)
             store()
-        X = G[t, :, :M] * sl
-        y = X @ theta + np.sqrt(tail) * G[t, :, M] + noise * G[t, :, M + 1]
+        Gt = G[t]
+        X = Gt[:, :M] * sl
+        y = X @ theta + np.sqrt(tail) * Gt[:, M] + noise * Gt[:, M + 1]
         e = np.sum(X * v * v, axis=1) - y
         if w is not None:
             el = np.sum(X * w, axis=1) - y
