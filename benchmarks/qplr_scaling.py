@@ -97,6 +97,7 @@ def main(argv=None):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(1, 3, figsize=(13, 4))
     for k, (alpha, beta) in enumerate([(5.0, 2.0), (3.0, 2.0)]):
@@ -118,6 +119,8 @@ def main(argv=None):
     a.loglog(Ms, qM, "o-", label=f"quadratic, T = 2^{tmax}")
     a.loglog(Ms, tails, "k:", label="zeta(beta, M+1)")
     a.loglog(Ms, Ms ** (1.0 - 2.0), "k--", lw=1, label="M^(1-beta)")
+    a.set_xticks(Ms[::2], [str(m) for m in Ms[::2]])
+    a.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     a.set_title("alpha=5, beta=2: excess risk vs model size M")
     a.set_xlabel("M")
     a.legend(fontsize=7)
