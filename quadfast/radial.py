@@ -24,8 +24,8 @@ few tens of iterations (its condition number is about ((1 + sqrt(p/n)) / (1 - sq
 Why the operator runs in NumPy: an iteration is two dense GEMMs (n x N by N x N) and one
 O(nN) pass; NumPy hands the GEMMs to the same optimised BLAS (dgemm) that C++ would call
 (Eigen's own GEMM is not faster), and the Python overhead per iteration (tens of
-microseconds) is nothing next to the GEMMs (about 0.4 s at n = 1e5, N = 256 on one core).  The second product is symmetric and runs as two
-dsyrk calls (half the flops of a GEMM).  What would
+microseconds) is nothing next to the GEMMs (about 0.4 s at n = 1e5, N = 256 on one core).  The second product is symmetric and runs as one
+dsyrk call (half the flops of a GEMM; see _Operator).  What would
 be slow in Python is the sampling: fresh samples are drawn and projected in C++
 (``quadfast/finetune.hpp``), in chunks of 256 samples, so the n x d matrix never exists.
 """
@@ -198,15 +198,21 @@ def _moment(Z, y):
 class _Operator:
     """A(B) = (1/2n) (Z^T diag(f) Z - (sum f) I), f_s = z_s^T B z_s - tr B; work arrays reused.
 
-    Z^T diag(f) Z is formed as Y+^T Y+ - Y-^T Y- with Y = diag(sqrt|f|) Z split by the sign of
-    f, two symmetric rank-k updates (dsyrk): n N^2 flops instead of the 2 n N^2 of a GEMM.
+    Z^T diag(f) Z is symmetric: with a shift c = max(0, -min f) it is
+    Y^T Y - c Z^T Z, Y = diag(sqrt(f + c)) Z, one symmetric rank-n update (dsyrk, half the
+    flops of a GEMM) and the Gram matrix Z^T Z computed once.  The shift costs about
+    log10(1 + c / mean|f|) digits (c is set by the most negative f_s, a few times its
+    typical size), far below what CG needs.
     """
 
     def __init__(self, Z):
+        from scipy.linalg import blas
+
         self.Z = Z
         self.n, self.N = Z.shape
         self.ZB = np.empty_like(Z)
         self.f = np.empty(self.n)
+        self.gram = np.triu(blas.dsyrk(1.0, Z.T, trans=0, lower=0))  # upper triangle of Z^T Z
 
     def __call__(self, B):
         from scipy.linalg import blas
@@ -215,12 +221,11 @@ class _Operator:
         np.matmul(Z, B, out=Y)
         np.einsum("ij,ij->i", Y, Z, out=f)
         f -= np.trace(B)
-        pos = f > 0
-        np.multiply(Z, np.sqrt(np.abs(f))[:, None], out=Y)
-        # Y[mask].T is Fortran-ordered N x k: dsyrk(trans=0) gives Y^T Y without a copy
-        out = blas.dsyrk(1.0, Y[pos].T, trans=0, lower=0)
-        out = blas.dsyrk(-1.0, Y[~pos].T, beta=1.0, c=out, trans=0, lower=0, overwrite_c=1)
-        out = np.triu(out)
+        c = max(0.0, -float(f.min()))
+        np.multiply(Z, np.sqrt(f + c)[:, None], out=Y)
+        out = np.triu(blas.dsyrk(1.0, Y.T, trans=0, lower=0))  # Y.T is Fortran N x n: no copy
+        if c:
+            out -= c * self.gram
         out += np.triu(out, 1).T
         out[np.diag_indices(self.N)] -= np.sum(f)
         out /= 2.0 * self.n
