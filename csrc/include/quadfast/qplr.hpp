@@ -89,6 +89,38 @@ struct Outputs {
   std::int64_t* diverged_linear = nullptr;  // replicas (when w != nullptr)
 };
 
+// Pass 1 of a step: x_i = sqrt(lambda_i) g_i written over g, and the sums
+// yq = sum theta_i x_i, fq = sum x_i v_i^2, fl = sum x_i w_i (if Lin).  Eight partial sums
+// per quantity, combined in a fixed order: the loop vectorises (a single accumulator
+// would be one latency-bound chain) and the result does not depend on the thread count.
+template <bool Lin>
+inline void pass1(const Problem& p, double* g, const double* v, const double* w, double& yq, double& fq,
+                  double& fl) noexcept {
+  constexpr int L = 8;
+  double ay[L] = {}, aq[L] = {}, al[L] = {};
+  const std::int64_t M = p.M;
+  std::int64_t i = 0;
+  for (; i + L <= M; i += L) {
+    for (int k = 0; k < L; ++k) {
+      const double x = p.sqrt_lam[i + k] * g[i + k];
+      g[i + k] = x;
+      ay[k] += p.theta[i + k] * x;
+      aq[k] += x * (v[i + k] * v[i + k]);
+      if (Lin) al[k] += x * w[i + k];
+    }
+  }
+  for (int k = 0; i < M; ++i, ++k) {
+    const double x = p.sqrt_lam[i] * g[i];
+    g[i] = x;
+    ay[k] += p.theta[i] * x;
+    aq[k] += x * (v[i] * v[i]);
+    if (Lin) al[k] += x * w[i];
+  }
+  yq = ((ay[0] + ay[1]) + (ay[2] + ay[3])) + ((ay[4] + ay[5]) + (ay[6] + ay[7]));
+  fq = ((aq[0] + aq[1]) + (aq[2] + aq[3])) + ((aq[4] + aq[5]) + (aq[6] + aq[7]));
+  if (Lin) fl = ((al[0] + al[1]) + (al[2] + al[3])) + ((al[4] + al[5]) + (al[6] + al[7]));
+}
+
 // Runs replicas [0, replicas) of the schedule from the start values in `out.v`, `out.w`.
 // `record` holds n_record strictly increasing step counts in [0, steps]; risks are stored
 // after that many steps.  A replica whose error turns non-finite stops at that step
@@ -126,25 +158,21 @@ inline void run(const Problem& p, const Schedule& s, std::uint64_t seed, std::in
         if (!alive_q && !alive_l) continue;  // records after divergence stay NaN
         rng::fill_normals(g.data(), n_dev, seed, stream_base + static_cast<std::uint64_t>(t), table);
         // pass 1: x_i = sqrt(lambda_i) g_i (kept in g), predictions and the label
-        double yq = 0.0, fq = 0.0, fl = 0.0;
-        for (std::int64_t i = 0; i < M; ++i) {
-          const double x = p.sqrt_lam[i] * g[i];
-          g[i] = x;
-          yq += p.theta[i] * x;
-          fq += x * (v[i] * v[i]);
-        }
+        double yq, fq, fl = 0.0;
         if (alive_l)
-          for (std::int64_t i = 0; i < M; ++i) fl += g[i] * w[i];
+          pass1<true>(p, g.data(), v, w, yq, fq, fl);
+        else
+          pass1<false>(p, g.data(), v, w, yq, fq, fl);
         const double y = yq + p.tail_sd * g[M] + p.noise * g[M + 1];
         const double f = decay_factor(t, s);
+        double cq = 0.0, cl = 0.0;
         if (alive_q) {
           const double e = fq - y;
           if (!std::isfinite(e)) {
             alive_q = false;
             div_q = t + 1;
           } else {
-            const double c = 2.0 * s.lr * f * e;  // pass 2: v_i -= eta_t 2 e x_i v_i
-            for (std::int64_t i = 0; i < M; ++i) v[i] -= c * g[i] * v[i];
+            cq = 2.0 * s.lr * f * e;  // v_i -= eta_t 2 e x_i v_i
           }
         }
         if (alive_l) {
@@ -153,9 +181,20 @@ inline void run(const Problem& p, const Schedule& s, std::uint64_t seed, std::in
             alive_l = false;
             div_l = t + 1;
           } else {
-            const double c = s.lr_linear * f * e;  // w_i -= eta_lin_t e x_i
-            for (std::int64_t i = 0; i < M; ++i) w[i] -= c * g[i];
+            cl = s.lr_linear * f * e;  // w_i -= eta_lin_t e x_i
           }
+        }
+        // pass 2 (element-wise, vectorised)
+        const double* x = g.data();
+        if (alive_q && alive_l) {
+          for (std::int64_t i = 0; i < M; ++i) {
+            v[i] -= cq * x[i] * v[i];
+            w[i] -= cl * x[i];
+          }
+        } else if (alive_q) {
+          for (std::int64_t i = 0; i < M; ++i) v[i] -= cq * x[i] * v[i];
+        } else if (alive_l) {
+          for (std::int64_t i = 0; i < M; ++i) w[i] -= cl * x[i];
         }
       }
       while (k < n_record && record[k] == s.steps) store(k++);
