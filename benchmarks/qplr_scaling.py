@@ -15,7 +15,7 @@ T is its own run, since the schedule depends on T).  Fit windows are fixed below
 looking at the slopes: T in [2^13, 2^20] (the first 2^13 steps are the start-up of phase I),
 M in [4, 16] (below D(2^20) ~ 50).
 
-Run: python benchmarks/qplr_scaling.py [--quick]   (about a minute on 2 cores; writes
+Run: python benchmarks/qplr_scaling.py [--quick]   (about 70 s on 2 loaded cores; writes
 docs/qplr_scaling.png and prints the table)
 """
 import argparse
