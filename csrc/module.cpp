@@ -6,6 +6,8 @@ namespace py = pybind11;
 void bind_rng(py::module_& m);
 void bind_stiefel(py::module_& m);
 void bind_euclid(py::module_& m);
+void bind_finetune(py::module_& m);
+void bind_qplr(py::module_& m);
 
 #ifndef QUADFAST_MODULE
 #define QUADFAST_MODULE _core
@@ -19,4 +21,6 @@ PYBIND11_MODULE(QUADFAST_MODULE, m) {
   bind_rng(m);
   bind_stiefel(m);
   bind_euclid(m);
+  bind_finetune(m);
+  bind_qplr(m);
 }

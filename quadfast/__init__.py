@@ -22,7 +22,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "inside the source folder of an uninstalled checkout."
     ) from exc
 
-from . import reference, riccati, theory  # noqa: E402
+from . import qplr, reference, riccati, theory  # noqa: E402
+from .qplr import QPLR, QPLRRun  # noqa: E402
+from .radial import FinetuneResult, finetune, radial_risk  # noqa: E402
 from .stiefel import DivergenceError, StiefelSGD, Trajectory, default_block, haar_stiefel, logspace_steps  # noqa: E402
 from .teacher import Teacher, power_law_coef  # noqa: E402
 from .euclid import EuclideanSGD  # noqa: E402
@@ -31,4 +33,5 @@ from .results import load_result  # noqa: E402
 __all__ = [
     "Teacher", "StiefelSGD", "EuclideanSGD", "Trajectory", "DivergenceError", "logspace_steps", "haar_stiefel",
     "default_block", "power_law_coef", "reference", "riccati", "theory", "load_result", "__version__",
+    "finetune", "FinetuneResult", "radial_risk", "QPLR", "QPLRRun", "qplr",
 ]

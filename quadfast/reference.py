@@ -12,6 +12,7 @@ __all__ = [
     "teacher_labels", "euclidean_gradient", "riemannian_gradient", "polar", "stiefel_step", "stiefel_sgd",
     "rank_one_step", "run_rank_one", "run_reference", "population_overlap", "population_risk",
     "euclid_output", "euclid_gradient", "euclid_step", "euclid_sgd", "euclid_risk_dense", "run_euclid_reference",
+    "finetune_design", "finetune_lstsq", "finetune_risk_dense", "qplr_sgd",
 ]
 
 
@@ -182,3 +183,76 @@ def run_euclid_reference(W: np.ndarray, teacher, steps: int, lr: float, rng: np.
         W *= 1.0 + 2.0 * lr * e
         W -= np.outer((2.0 * lr * e) * x, z)
     return W
+# ----------------------------------------------------------------------------- fine-tune
+def finetune_design(Z: np.ndarray) -> np.ndarray:
+    """The vectorised least-squares design of phase II: row s holds <z z^T - I, E_ij> for the
+    symmetric basis E_ii (i = j) and E_ij + E_ji (i < j), columns in np.triu_indices order,
+    so that <z z^T - I, B> = design @ B[triu].  n x N(N+1)/2: small N only."""
+    n, N = Z.shape
+    iu, ju = np.triu_indices(N)
+    Phi = Z[:, iu] * Z[:, ju] - (iu == ju)
+    return Phi * np.where(iu == ju, 1.0, 2.0)
+
+
+def finetune_lstsq(Z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """argmin_B sum_s (<z_s z_s^T - I, B> - y_s)^2 over symmetric B by np.linalg.lstsq on the
+    explicit design (:func:`finetune_design`)."""
+    N = Z.shape[1]
+    b = np.linalg.lstsq(finetune_design(Z), y, rcond=None)[0]
+    B = np.zeros((N, N))
+    iu, ju = np.triu_indices(N)
+    B[iu, ju] = b
+    B[ju, iu] = b
+    return B
+
+
+def finetune_risk_dense(W: np.ndarray, B: np.ndarray, theta: np.ndarray, coef: np.ndarray) -> float:
+    """||W B W^T - M*||_F^2 / ||M*||_F^2 with the d x d matrices formed explicitly (MODEL.md §1)."""
+    Mstar = (theta * coef) @ theta.T
+    S = W @ B @ W.T
+    return float(np.sum((S - Mstar) ** 2) / np.sum(Mstar**2))
+
+
+# ----------------------------------------------------------------------------- QPLR
+def qplr_sgd(G, lam: np.ndarray, theta: np.ndarray, tail: float, noise: float, lr: np.ndarray,
+             lr_linear: np.ndarray, v0: np.ndarray, w0: np.ndarray | None = None, record=None):
+    """SGD of the quadratic model f = <x, v (.) v> and the linear model f = <x, w> (seed 003),
+    a loop over steps vectorised over replicas.
+
+    G : the standard normals, anything with ``G[t]`` of shape (R, M + 2) (an array (T, R, M + 2)
+    or an object drawing them on demand): [r, :M] give x = sqrt(lambda) g, [r, M] the tail
+    deviate (variance ``tail``), [r, M + 1] the noise xi.  lr, lr_linear : (T,) step sizes.
+    v0 : (M,) or (R, M).  Loss e^2/2: v -= lr_t 2 e x v, w -= lr_lin_t e x.  Returns
+    (v, w, risk, risk_linear) with the exact excess risks sum_i lambda_i (v_i^2 - theta_i)^2
+    + tail at the record steps (default: the end).
+    """
+    T = len(lr)
+    M = len(lam)
+    R = G.shape[1] if hasattr(G, "shape") else np.shape(v0)[0]
+    sl = np.sqrt(lam)
+    v = np.array(np.broadcast_to(v0, (R, M)), dtype=np.float64)
+    w = None if w0 is None else np.array(np.broadcast_to(w0, (R, M)), dtype=np.float64)
+    rec = [T] if record is None else list(record)
+    risks, risks_l = [], []
+
+    def store():
+        risks.append(((v * v - theta) ** 2) @ lam + tail)
+        if w is not None:
+            risks_l.append(((w - theta) ** 2) @ lam + tail)
+
+    for t in range(T):
+        while rec and rec[0] == t:
+            rec.pop(0)
+            store()
+        Gt = G[t]
+        X = Gt[:, :M] * sl
+        y = X @ theta + np.sqrt(tail) * Gt[:, M] + noise * Gt[:, M + 1]
+        e = np.sum(X * v * v, axis=1) - y
+        if w is not None:
+            el = np.sum(X * w, axis=1) - y
+            w -= (lr_linear[t] * el)[:, None] * X
+        v -= (2.0 * lr[t] * e)[:, None] * X * v
+    while rec and rec[0] == T:
+        rec.pop(0)
+        store()
+    return v, w, np.array(risks), (np.array(risks_l) if w is not None else None)
