@@ -136,11 +136,20 @@ class Teacher:
         return X, y.astype(dt)
 
     def risk_of_overlap(self, U: np.ndarray) -> float:
-        """R = 1 - tr((G Lambda)^2) / tr(Lambda^2) with G = U U^T, computed as
-        1 - ||U^T Lambda U||_F^2 / ||lambda||^2 in O(r N^2) (MODEL.md §1)."""
+        """R = 1 - tr((G Lambda)^2) / tr(Lambda^2) with G = U U^T (MODEL.md §1).
+
+        tr((G Lambda)^2) = tr((U U^T Lambda)^2) = ||U^T Lambda U||_F^2, evaluated on the
+        r x r or the N x N side, whichever is smaller: O(r N min(r, N)) time and
+        min(r, N)^2 memory."""
         U = np.asarray(U, dtype=np.float64)
-        S = U.T @ (self.coef[:, None] * U)
-        return float(1.0 - np.sum(S * S) / np.sum(self.coef**2))
+        r, n = U.shape
+        if r <= n:
+            M = (U @ U.T) * self.coef[None, :]  # G Lambda
+            num = float(np.einsum("ij,ji->", M, M))
+        else:
+            S = U.T @ (self.coef[:, None] * U)  # U^T Lambda U
+            num = float(np.vdot(S, S))
+        return 1.0 - num / float(np.sum(self.coef**2))
 
     def __repr__(self) -> str:
         frame = "canonical" if self.canonical else "explicit"
