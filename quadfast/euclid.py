@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _threads
 from . import _validate as V
 from .stiefel import _OnlineSGD, default_block
 from .teacher import Teacher
@@ -72,7 +73,14 @@ class EuclideanSGD(_OnlineSGD):
         accumulated in float64).
     block : int, optional
         Steps per block of the blocked exact engine (batch 1 only); ``block=1`` selects the
-        sequential one-pass kernel.  Default: :func:`quadfast.default_block`.
+        sequential one-pass kernel.  Default: :func:`default_block`.
+    threads : int, optional
+        Threads of the blocked engine (sampling and the passes over W).  Default: the
+        environment (``QUADFAST_NUM_THREADS``, then ``OMP_NUM_THREADS``), else the CPUs
+        available.  Results are bit-identical for every thread count: rows are split into
+        slabs fixed by (d, width, block) alone, whose partial sums (``W^T X``, ``X^T X``,
+        ``Theta^T X`` and ``||W||_F^2``) are added in a fixed order.  The sequential kernels
+        (``block=1``, or batch > 1) use one thread.  Settable later (``sim.threads = 2``).
 
     Attributes
     ----------
@@ -102,7 +110,8 @@ class EuclideanSGD(_OnlineSGD):
     _divergence_hint = "a non-finite or overflowing value (||W||_F^2 beyond 1e280, or 1e60 in float32)"
 
     def __init__(self, teacher: Teacher, width: int, lr: float, batch: int = 1, seed: int = 0, W0=None,
-                 init_scale: float | None = None, dtype=np.float64, block: int | None = None):
+                 init_scale: float | None = None, dtype=np.float64, block: int | None = None,
+                 threads: int | None = None):
         if not isinstance(teacher, Teacher):
             raise TypeError(f"teacher: expected a quadfast.Teacher, got {type(teacher).__name__}")
         self.teacher = teacher
@@ -117,6 +126,7 @@ class EuclideanSGD(_OnlineSGD):
         self.block = V.positive_int(block, "block")
         if self.block > 1 and self.batch != 1:
             raise ValueError(f"block: the blocked engine runs batch 1 only; use block=1 with batch={self.batch}")
+        self._threads = _threads.resolve(threads)
         if W0 is None:
             self.init_scale = DEFAULT_INIT_SCALE if init_scale is None else V.positive_float(init_scale, "init_scale")
             W = small_init(d, self.width, self.init_scale, self.seed).astype(self.dtype)
@@ -135,7 +145,19 @@ class EuclideanSGD(_OnlineSGD):
         t = self.teacher
         self._coef = np.ascontiguousarray(t.coef, dtype=self.dtype)
         self._dirs = None if t.directions is None else np.ascontiguousarray(t.directions, dtype=self.dtype)
-        return cls(t.d, self.width, self.batch, self.lr, self._coef, self._dirs, t.noise, self.seed, self.block)
+        return cls(t.d, self.width, self.batch, self.lr, self._coef, self._dirs, t.noise, self.seed, self.block,
+                   self._threads)
+
+    @property
+    def threads(self) -> int:
+        """Threads of the blocked engine; settable (results do not depend on it)."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, value) -> None:
+        n = _threads.resolve(value)
+        self._kernel.set_threads(n)
+        self._threads = n
 
     # ----------------------------------------------------------------- observables
     @property
@@ -171,7 +193,7 @@ class EuclideanSGD(_OnlineSGD):
     # ----------------------------------------------------------------- checkpoints
     def __getstate__(self):
         return {"version": 1, "teacher": self.teacher, "width": self.width, "lr": self.lr, "batch": self.batch,
-                "seed": self.seed, "dtype": self.dtype.str, "block": self.block, "init_scale": self.init_scale,
+                "seed": self.seed, "dtype": self.dtype.str, "block": self.block, "threads": self._threads, "init_scale": self.init_scale,
                 "W": self.W, "steps": self.steps_done}
 
     def __setstate__(self, st):
@@ -181,13 +203,14 @@ class EuclideanSGD(_OnlineSGD):
         self.width, self.lr, self.batch, self.seed = st["width"], st["lr"], st["batch"], st["seed"]
         self.dtype = np.dtype(st["dtype"])
         self.block, self.init_scale = st["block"], st["init_scale"]
+        self._threads = st.get("threads", 1)
         self.W = np.ascontiguousarray(st["W"], dtype=self.dtype)
         self._kernel = self._make_kernel()
         self._kernel.steps = int(st["steps"])
 
     def __repr__(self) -> str:
         return (f"EuclideanSGD(d={self.teacher.d}, width={self.width}, r={self.teacher.r}, lr={self.lr:g}, "
-                f"batch={self.batch}, block={self.block}, dtype={self.dtype}, steps_done={self.steps_done})")
+                f"batch={self.batch}, block={self.block}, threads={self._threads}, dtype={self.dtype}, steps_done={self.steps_done})")
 
 
 def _alignment(U: np.ndarray, coef: np.ndarray) -> np.ndarray:
