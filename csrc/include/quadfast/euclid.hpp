@@ -402,7 +402,11 @@ class EuclidKernel {
       gv_ = -scale * e_;
       // ||a W + X^T G Z^T||^2 = a^2 F + 2 a sum_b g_b ||z_b||^2 + sum_bc g_b g_c (x_b.x_c)(z_b.z_c)
       double Fn = a * a * F_ + 2.0 * a * gv_.dot(GZ_.diagonal());
-      Fn += gv_.dot((GX_.cwiseProduct(GZ_)) * gv_);
+      for (Index b = 0; b < B_; ++b) {  // a loop: the matrix-vector product would allocate its operand
+        double row = 0.0;
+        for (Index c = 0; c < B_; ++c) row += GX_(b, c) * GZ_(b, c) * gv_[c];
+        Fn += gv_[b] * row;
+      }
       if (!acceptable(esum, Fn) || !e_.allFinite()) {
         res.finite = false;
         return res;
