@@ -24,12 +24,35 @@ import numpy as np
 
 from . import _threads
 from . import _validate as V
-from .stiefel import _OnlineSGD, default_block
+from .stiefel import _OnlineSGD
+from .stiefel import default_block as _stiefel_default_block
 from .teacher import Teacher
 
-__all__ = ["EuclideanSGD", "small_init", "DEFAULT_INIT_SCALE", "population_flow", "emergence_times", "predicted_emergence"]
+__all__ = ["EuclideanSGD", "default_block", "small_init", "DEFAULT_INIT_SCALE", "population_flow", "emergence_times", "predicted_emergence"]
 
 DEFAULT_INIT_SCALE = 1e-3
+
+
+def default_block(d: int, width: int, batch: int, threads: int = 1) -> int:
+    """Steps per block of the Euclidean blocked engine (MODEL.md §3), given the threads.
+
+    The sequential Euclidean step is a single fused streaming pass over W (update and the
+    next z together), so on one thread the blocked engine gains only once W outgrows the
+    caches: returns 1 (the sequential kernel) for ``batch > 1`` (the blocked engine runs
+    batch 1 only), for ``d * width < 8192``, and, on one thread, for ``d * width <= 2**18``
+    (measured on the loaded 2-core AVX-512 VM, float64, one thread, microseconds per step:
+    (1024, 32): 13.1 sequential against 16.0 for 32-step blocks; (4096, 64): 101.6 against
+    97.5; (16384, 256): 2842 against 2390 and 2258 for 64-step blocks).  Otherwise, and
+    whenever more than one thread is asked for (only the blocked engine is threaded), the
+    block of :func:`quadfast.default_block`: 32 steps for width < 128, 64 above.
+    """
+    d = V.positive_int(d, "d")
+    width = V.positive_int(width, "width")
+    batch = V.positive_int(batch, "batch")
+    threads = V.positive_int(threads, "threads")
+    if batch > 1 or d * width < 8192 or (threads == 1 and d * width <= 1 << 18):
+        return 1
+    return _stiefel_default_block(d, width, 1)
 
 
 def small_init(d: int, width: int, scale: float = DEFAULT_INIT_SCALE, seed: int = 0) -> np.ndarray:
@@ -73,7 +96,8 @@ class EuclideanSGD(_OnlineSGD):
         accumulated in float64).
     block : int, optional
         Steps per block of the blocked exact engine (batch 1 only); ``block=1`` selects the
-        sequential one-pass kernel.  Default: :func:`default_block`.
+        sequential one-pass kernel.  Default: :func:`quadfast.euclid.default_block` for
+        these (d, width, batch, threads), chosen at construction.
     threads : int, optional
         Threads of the blocked engine (sampling and the passes over W).  Default: the
         environment (``QUADFAST_NUM_THREADS``, then ``OMP_NUM_THREADS``), else the CPUs
@@ -121,12 +145,12 @@ class EuclideanSGD(_OnlineSGD):
         self.batch = V.positive_int(batch, "batch")
         self.seed = V.seed_int(seed)
         self.dtype = V.as_dtype(dtype)
+        self._threads = _threads.resolve(threads)
         if block is None:
-            block = default_block(d, self.width, self.batch)
+            block = default_block(d, self.width, self.batch, self._threads)
         self.block = V.positive_int(block, "block")
         if self.block > 1 and self.batch != 1:
             raise ValueError(f"block: the blocked engine runs batch 1 only; use block=1 with batch={self.batch}")
-        self._threads = _threads.resolve(threads)
         if W0 is None:
             self.init_scale = DEFAULT_INIT_SCALE if init_scale is None else V.positive_float(init_scale, "init_scale")
             W = small_init(d, self.width, self.init_scale, self.seed).astype(self.dtype)
