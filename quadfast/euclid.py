@@ -323,7 +323,7 @@ def emergence_times(time, alignment, level: float = 0.5) -> np.ndarray:
     return out
 
 
-def predicted_emergence(coef, d: int, width: int, init_scale: float) -> np.ndarray:
+def predicted_emergence(coef, d: int, width: int, init_scale: float, level: float = 0.5) -> np.ndarray:
     """Leading-order emergence times of the features from a small start (docs/readme_euclid.md).
 
     Before feature j is learnt, its overlap ``A_j = ||W^T theta_j||^2 / lambda_j`` follows
@@ -337,12 +337,16 @@ def predicted_emergence(coef, d: int, width: int, init_scale: float) -> np.ndarr
         t_j = log(d lambda_j / (n_j init_scale^2) - 1) / (8 lambda_j),
 
     i.e. ``t_j ~ log(d / (N init_scale^2)) / (8 lambda_j)``: a plateau, then emergence at a
-    time proportional to 1 / lambda_j (seed 002, MODEL.md §5).
+    time proportional to 1 / lambda_j (seed 002, MODEL.md §5).  For another ``level`` l in
+    (0, 1) the same logistic reaches l at ``t_j - log(1/l - 1) / (8 lambda_j)``.
     """
     lam = V.float_array(coef, "coef", 1)
     d = V.positive_int(d, "d")
     width = V.positive_int(width, "width")
     s = V.positive_float(init_scale, "init_scale")
+    level = V.positive_float(level, "level")
+    if not level < 1.0:
+        raise ValueError(f"level: expected a value in (0, 1), got {level}")
     n = np.maximum(width - np.arange(lam.size), 1).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(d * lam / (n * s * s) - 1.0) / (8.0 * lam)
+        return (np.log(d * lam / (n * s * s) - 1.0) - np.log(1.0 / level - 1.0)) / (8.0 * lam)
