@@ -21,7 +21,7 @@ template <class T>
 class PyEuclid {
  public:
   PyEuclid(Index d, Index N, Index batch, double lr, CArr<T> coef, std::optional<CArr<T>> directions, double noise,
-           std::uint64_t seed, Index block)
+           std::uint64_t seed, Index block, Index threads)
       : coef_(std::move(coef)) {
     TeacherView<T> tv;
     tv.d = d;
@@ -34,7 +34,7 @@ class PyEuclid {
         throw py::value_error("directions must have shape (d, r)");
       tv.directions = dirs_.data();
     }
-    k_ = std::make_unique<EuclidKernel<T>>(d, N, batch, lr, tv, seed, block);
+    k_ = std::make_unique<EuclidKernel<T>>(d, N, batch, lr, tv, seed, block, threads);
   }
 
   void check_w(const CArr<T>& W) const {
@@ -73,6 +73,8 @@ class PyEuclid {
 
   std::int64_t get_steps() const { return k_->steps(); }
   void set_steps(std::int64_t t) { k_->set_steps(t); }
+  void set_threads(Index n) { k_->set_threads(n); }
+  Index threads() const { return k_->threads(); }
 
  private:
   CArr<T> coef_;
@@ -83,12 +85,14 @@ class PyEuclid {
 template <class T>
 void bind_one(py::module_& m, const char* name) {
   py::class_<PyEuclid<T>>(m, name)
-      .def(py::init<Index, Index, Index, double, CArr<T>, std::optional<CArr<T>>, double, std::uint64_t, Index>(),
+      .def(py::init<Index, Index, Index, double, CArr<T>, std::optional<CArr<T>>, double, std::uint64_t, Index, Index>(),
            py::arg("d"), py::arg("width"), py::arg("batch"), py::arg("lr"), py::arg("coef").noconvert(),
-           py::arg("directions").noconvert(), py::arg("noise"), py::arg("seed"), py::arg("block") = 1)
+           py::arg("directions").noconvert(), py::arg("noise"), py::arg("seed"), py::arg("block") = 1, py::arg("threads") = 1)
       .def("advance", &PyEuclid<T>::advance, py::arg("W").noconvert(), py::arg("steps"),
            py::arg("X").noconvert() = py::none(), py::arg("y").noconvert() = py::none())
       .def("norm2", &PyEuclid<T>::norm2, py::arg("W").noconvert())
+      .def("set_threads", &PyEuclid<T>::set_threads, py::arg("n"))
+      .def_property_readonly("threads", &PyEuclid<T>::threads)
       .def_property("steps", &PyEuclid<T>::get_steps, &PyEuclid<T>::set_steps);
 }
 

@@ -22,13 +22,37 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _threads
 from . import _validate as V
-from .stiefel import _OnlineSGD, default_block
+from .stiefel import _OnlineSGD
+from .stiefel import default_block as _stiefel_default_block
 from .teacher import Teacher
 
-__all__ = ["EuclideanSGD", "small_init", "DEFAULT_INIT_SCALE", "population_flow", "emergence_times", "predicted_emergence"]
+__all__ = ["EuclideanSGD", "default_block", "small_init", "DEFAULT_INIT_SCALE", "population_flow", "emergence_times", "predicted_emergence"]
 
 DEFAULT_INIT_SCALE = 1e-3
+
+
+def default_block(d: int, width: int, batch: int, threads: int = 1) -> int:
+    """Steps per block of the Euclidean blocked engine (MODEL.md §3), given the threads.
+
+    The sequential Euclidean step is a single fused streaming pass over W (update and the
+    next z together), so on one thread the blocked engine gains only once W outgrows the
+    caches: returns 1 (the sequential kernel) for ``batch > 1`` (the blocked engine runs
+    batch 1 only), for ``d * width < 8192``, and, on one thread, for ``d * width <= 2**18``
+    (measured on the loaded 2-core AVX-512 VM, float64, one thread, microseconds per step:
+    (1024, 32): 13.1 sequential against 16.0 for 32-step blocks; (4096, 64): 101.6 against
+    97.5; (16384, 256): 2842 against 2390 and 2258 for 64-step blocks).  Otherwise, and
+    whenever more than one thread is asked for (only the blocked engine is threaded), the
+    block of :func:`quadfast.default_block`: 32 steps for width < 128, 64 above.
+    """
+    d = V.positive_int(d, "d")
+    width = V.positive_int(width, "width")
+    batch = V.positive_int(batch, "batch")
+    threads = V.positive_int(threads, "threads")
+    if batch > 1 or d * width < 8192 or (threads == 1 and d * width <= 1 << 18):
+        return 1
+    return _stiefel_default_block(d, width, 1)
 
 
 def small_init(d: int, width: int, scale: float = DEFAULT_INIT_SCALE, seed: int = 0) -> np.ndarray:
@@ -72,7 +96,15 @@ class EuclideanSGD(_OnlineSGD):
         accumulated in float64).
     block : int, optional
         Steps per block of the blocked exact engine (batch 1 only); ``block=1`` selects the
-        sequential one-pass kernel.  Default: :func:`quadfast.default_block`.
+        sequential one-pass kernel.  Default: :func:`quadfast.euclid.default_block` for
+        these (d, width, batch, threads), chosen at construction.
+    threads : int, optional
+        Threads of the blocked engine (sampling and the passes over W).  Default: the
+        environment (``QUADFAST_NUM_THREADS``, then ``OMP_NUM_THREADS``), else the CPUs
+        available.  Results are bit-identical for every thread count: rows are split into
+        slabs fixed by (d, width, block) alone, whose partial sums (``W^T X``, ``X^T X``,
+        ``Theta^T X`` and ``||W||_F^2``) are added in a fixed order.  The sequential kernels
+        (``block=1``, or batch > 1) use one thread.  Settable later (``sim.threads = 2``).
 
     Attributes
     ----------
@@ -102,7 +134,8 @@ class EuclideanSGD(_OnlineSGD):
     _divergence_hint = "a non-finite or overflowing value (||W||_F^2 beyond 1e280, or 1e60 in float32)"
 
     def __init__(self, teacher: Teacher, width: int, lr: float, batch: int = 1, seed: int = 0, W0=None,
-                 init_scale: float | None = None, dtype=np.float64, block: int | None = None):
+                 init_scale: float | None = None, dtype=np.float64, block: int | None = None,
+                 threads: int | None = None):
         if not isinstance(teacher, Teacher):
             raise TypeError(f"teacher: expected a quadfast.Teacher, got {type(teacher).__name__}")
         self.teacher = teacher
@@ -112,8 +145,9 @@ class EuclideanSGD(_OnlineSGD):
         self.batch = V.positive_int(batch, "batch")
         self.seed = V.seed_int(seed)
         self.dtype = V.as_dtype(dtype)
+        self._threads = _threads.resolve(threads)
         if block is None:
-            block = default_block(d, self.width, self.batch)
+            block = default_block(d, self.width, self.batch, self._threads)
         self.block = V.positive_int(block, "block")
         if self.block > 1 and self.batch != 1:
             raise ValueError(f"block: the blocked engine runs batch 1 only; use block=1 with batch={self.batch}")
@@ -135,7 +169,19 @@ class EuclideanSGD(_OnlineSGD):
         t = self.teacher
         self._coef = np.ascontiguousarray(t.coef, dtype=self.dtype)
         self._dirs = None if t.directions is None else np.ascontiguousarray(t.directions, dtype=self.dtype)
-        return cls(t.d, self.width, self.batch, self.lr, self._coef, self._dirs, t.noise, self.seed, self.block)
+        return cls(t.d, self.width, self.batch, self.lr, self._coef, self._dirs, t.noise, self.seed, self.block,
+                   self._threads)
+
+    @property
+    def threads(self) -> int:
+        """Threads of the blocked engine; settable (results do not depend on it)."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, value) -> None:
+        n = _threads.resolve(value)
+        self._kernel.set_threads(n)
+        self._threads = n
 
     # ----------------------------------------------------------------- observables
     @property
@@ -171,7 +217,7 @@ class EuclideanSGD(_OnlineSGD):
     # ----------------------------------------------------------------- checkpoints
     def __getstate__(self):
         return {"version": 1, "teacher": self.teacher, "width": self.width, "lr": self.lr, "batch": self.batch,
-                "seed": self.seed, "dtype": self.dtype.str, "block": self.block, "init_scale": self.init_scale,
+                "seed": self.seed, "dtype": self.dtype.str, "block": self.block, "threads": self._threads, "init_scale": self.init_scale,
                 "W": self.W, "steps": self.steps_done}
 
     def __setstate__(self, st):
@@ -181,13 +227,14 @@ class EuclideanSGD(_OnlineSGD):
         self.width, self.lr, self.batch, self.seed = st["width"], st["lr"], st["batch"], st["seed"]
         self.dtype = np.dtype(st["dtype"])
         self.block, self.init_scale = st["block"], st["init_scale"]
+        self._threads = st.get("threads", 1)
         self.W = np.ascontiguousarray(st["W"], dtype=self.dtype)
         self._kernel = self._make_kernel()
         self._kernel.steps = int(st["steps"])
 
     def __repr__(self) -> str:
         return (f"EuclideanSGD(d={self.teacher.d}, width={self.width}, r={self.teacher.r}, lr={self.lr:g}, "
-                f"batch={self.batch}, block={self.block}, dtype={self.dtype}, steps_done={self.steps_done})")
+                f"batch={self.batch}, block={self.block}, threads={self._threads}, dtype={self.dtype}, steps_done={self.steps_done})")
 
 
 def _alignment(U: np.ndarray, coef: np.ndarray) -> np.ndarray:
@@ -276,7 +323,7 @@ def emergence_times(time, alignment, level: float = 0.5) -> np.ndarray:
     return out
 
 
-def predicted_emergence(coef, d: int, width: int, init_scale: float) -> np.ndarray:
+def predicted_emergence(coef, d: int, width: int, init_scale: float, level: float = 0.5) -> np.ndarray:
     """Leading-order emergence times of the features from a small start (docs/readme_euclid.md).
 
     Before feature j is learnt, its overlap ``A_j = ||W^T theta_j||^2 / lambda_j`` follows
@@ -290,12 +337,16 @@ def predicted_emergence(coef, d: int, width: int, init_scale: float) -> np.ndarr
         t_j = log(d lambda_j / (n_j init_scale^2) - 1) / (8 lambda_j),
 
     i.e. ``t_j ~ log(d / (N init_scale^2)) / (8 lambda_j)``: a plateau, then emergence at a
-    time proportional to 1 / lambda_j (seed 002, MODEL.md §5).
+    time proportional to 1 / lambda_j (seed 002, MODEL.md §5).  For another ``level`` l in
+    (0, 1) the same logistic reaches l at ``t_j - log(1/l - 1) / (8 lambda_j)``.
     """
     lam = V.float_array(coef, "coef", 1)
     d = V.positive_int(d, "d")
     width = V.positive_int(width, "width")
     s = V.positive_float(init_scale, "init_scale")
+    level = V.positive_float(level, "level")
+    if not level < 1.0:
+        raise ValueError(f"level: expected a value in (0, 1), got {level}")
     n = np.maximum(width - np.arange(lam.size), 1).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(d * lam / (n * s * s) - 1.0) / (8.0 * lam)
+        return (np.log(d * lam / (n * s * s) - 1.0) - np.log(1.0 / level - 1.0)) / (8.0 * lam)

@@ -11,7 +11,8 @@ An :class:`Experiment` turns the result files of a configuration's runs into num
     over :func:`quadfast.theory.powerlaw_window`, against theory and the Riccati flow.
 ``alignment``
     Sequential alignment: A_j(t) as curves and a heatmap, with the emergence times of
-    :func:`quadfast.theory.emergence_time` marked, and the measured crossing times.
+    :func:`quadfast.theory.emergence_time` marked (of :func:`quadfast.euclid.predicted_emergence`
+    for ``euclidean-sgd`` runs), and the measured crossing times.
 ``sample-complexity``
     MODEL.md §5, online SGD sample sizes: the samples needed to reach a risk target
     against d, for alpha above and below 1/2, against :func:`quadfast.theory.sample_size`.
@@ -180,14 +181,21 @@ def _alignment(results, opts, out):
         t = np.asarray(res["time"])
         A = np.asarray(res["alignment"])
         k = min(opts["features"], coef.size, c["width"])
-        t_theory = theory.emergence_time(coef[:k], c["d"], c["width"], level=opts["level"])
+        euclidean = res.meta.get("procedure") == "euclidean-sgd"
+        if euclidean:  # the unconstrained student from a small start (docs/readme_euclid.md)
+            from .euclid import predicted_emergence
+
+            t_theory = predicted_emergence(coef[:k], c["d"], c["width"], c["init_scale"], level=opts["level"])
+        else:
+            t_theory = theory.emergence_time(coef[:k], c["d"], c["width"], level=opts["level"])
         t_sgd = [crossing(t, A[:, j], opts["level"]) for j in range(k)]
         t_flow = ([crossing(res["flow_time"], res["flow_alignment"][:, j], opts["level"]) for j in range(k)]
                   if "flow_alignment" in res else None)
         seen = [x for x in t_sgd if x is not None]
         order_ok = bool(np.all(np.diff(seen) >= 0)) if len(seen) > 1 else None
         label = res.meta.get("label") or "run"
-        png = plot_alignment(res, t_theory, out / f"alignment-{_safe(label)}.png", features=k)
+        png = plot_alignment(res, t_theory, out / f"alignment-{_safe(label)}.png", features=k,
+                             quantity="A_j = ||Wᵀθ_j||²/λ_j" if euclidean else "A_j = ||Wᵀθ_j||²")
         figs.append(png.name)
         summaries.append({"label": label, "level": opts["level"], "t_theory": t_theory.tolist(), "t_sgd": t_sgd,
                           "t_flow": t_flow, "sgd_emerges_in_order": order_ok})

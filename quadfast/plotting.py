@@ -132,9 +132,10 @@ def plot_scaling(results, fits, path) -> Path:
     return _save(fig, path)
 
 
-def plot_alignment(result, t_theory, path, features=12) -> Path:
+def plot_alignment(result, t_theory, path, features=12, quantity="A_j = ||Wᵀθ_j||²") -> Path:
     """Alignment A_j(t) as a heatmap (features against log time) and as curves, with
-    theory's emergence times (:func:`quadfast.theory.emergence_time`) marked."""
+    theory's emergence times (:func:`quadfast.theory.emergence_time`, or those given)
+    marked; ``quantity`` labels the colour bar."""
     plt = _plt()
     t = np.asarray(result["time"])
     A = np.asarray(result["alignment"])
@@ -152,7 +153,7 @@ def plot_alignment(result, t_theory, path, features=12) -> Path:
     ax1.set_xlabel("time t = lr · steps")
     ax1.set_ylabel("feature j (λ_j decreasing)")
     ax1.legend(loc="lower left", fontsize=8)
-    fig.colorbar(mesh, ax=ax1, label="A_j = ||Wᵀθ_j||²")
+    fig.colorbar(mesh, ax=ax1, label=quantity)
     cmap = plt.get_cmap("viridis")
     show = np.unique(np.round(np.geomspace(1, k, min(k, 6))).astype(int)) - 1
     fa = np.asarray(result["flow_alignment"]) if "flow_alignment" in result else None

@@ -10,8 +10,12 @@ result's metadata. Procedures shipped here:
     the population flow of MODEL.md §4 from the same start as an overlay.
 ``riccati``
     The population flow alone (:mod:`quadfast.riccati`), exact and cheap at any d.
+``euclidean-sgd``
+    Single-stage online SGD of the unconstrained 2-homogeneous student
+    (:class:`quadfast.EuclideanSGD`, MODEL.md §1) from a small start, with its population
+    flow (:func:`quadfast.euclid.population_flow`) from the same start as an overlay.
 
-Another simulator (an Euclidean student, a regression model) is wired in by
+Another simulator (a regression model, ...) is wired in by
 :func:`register_procedure` with its own parameter table; configurations, sweeps, the
 results table and the CLI then work with it unchanged.
 """
@@ -285,24 +289,7 @@ def _execute_stiefel(p, *, progress=False, checkpoint=None, resume=False, chunk_
             flow = {"flow_time": tt, "flow_risk": riccati.risk_curve(coef, tt, factor=start),
                     "flow_alignment": riccati.alignment_curve(coef, tt, factor=start)}
         rows, elapsed, resumed_from = [], 0.0, None
-    done = {int(r[0]) for r in rows}
-    now = sim.steps_done
-    todo = np.array([s for s in record if s >= now and int(s) not in done], dtype=np.int64)
-    t0 = time.perf_counter()
-    try:
-        if todo.size:
-            sim.run(int(todo[-1] - now), record=todo - now, progress=progress, chunk_seconds=chunk_seconds)
-            rows.extend(_rows(sim.last_trajectory))
-    except KeyboardInterrupt:
-        if sim.last_trajectory is not None:
-            rows.extend(_rows(sim.last_trajectory))
-        if ckpt is None:
-            raise
-        _atomic_pickle({"format": CHECKPOINT_FORMAT, "params": p, "sim": sim, "record": record, "flow": flow,
-                        "rows": rows, "elapsed": elapsed + time.perf_counter() - t0}, ckpt)
-        raise Interrupted(ckpt, sim.steps_done) from None
-    elapsed += time.perf_counter() - t0
-    rows.sort(key=lambda r: r[0])
+    rows, elapsed = _run_recorded(sim, p, record, flow, rows, elapsed, ckpt, progress, chunk_seconds)
     steps = np.array([r[0] for r in rows], dtype=np.int64)
     arrays = {
         "steps": steps, "time": p["lr"] * steps.astype(np.float64), "risk": np.array([r[1] for r in rows]),
@@ -322,6 +309,31 @@ def _execute_stiefel(p, *, progress=False, checkpoint=None, resume=False, chunk_
                        "flow_risk": "population-flow risk from the same W0 at flow_time",
                        "flow_alignment": "population-flow alignment from the same W0 at flow_time"}}
     return arrays, info
+
+
+def _run_recorded(sim, p, record, flow, rows, elapsed, ckpt, progress, chunk_seconds):
+    """Run ``sim`` through the record points not yet in ``rows``; on Ctrl-C write the
+    checkpoint ``ckpt`` (sim, record, flow, rows) and raise :class:`Interrupted`.  Returns
+    the rows sorted by step and the elapsed seconds (both including earlier sessions)."""
+    done = {int(r[0]) for r in rows}
+    now = sim.steps_done
+    todo = np.array([s for s in record if s >= now and int(s) not in done], dtype=np.int64)
+    t0 = time.perf_counter()
+    try:
+        if todo.size:
+            sim.run(int(todo[-1] - now), record=todo - now, progress=progress, chunk_seconds=chunk_seconds)
+            rows.extend(_rows(sim.last_trajectory))
+    except KeyboardInterrupt:
+        if sim.last_trajectory is not None:
+            rows.extend(_rows(sim.last_trajectory))
+        if ckpt is None:
+            raise
+        _atomic_pickle({"format": CHECKPOINT_FORMAT, "params": p, "sim": sim, "record": record, "flow": flow,
+                        "rows": rows, "elapsed": elapsed + time.perf_counter() - t0}, ckpt)
+        raise Interrupted(ckpt, sim.steps_done) from None
+    elapsed += time.perf_counter() - t0
+    rows.sort(key=lambda r: r[0])
+    return rows, elapsed
 
 
 def _rows(traj):
@@ -381,3 +393,133 @@ def _execute_riccati(p, *, progress=False, checkpoint=None, resume=False, chunk_
 register_procedure(Procedure(
     name="riccati", params=_riccati_params(), execute=_execute_riccati, derive=_derive_riccati, kind="riccati-run",
     doc="population flow (quadfast.riccati) from a Haar or typical start"))
+
+
+# ----------------------------------------------------------------------------- euclidean-sgd
+def _euclid_params():
+    p = _teacher_params()
+    p.update({
+        "r": Param("int", None, "number of teacher features (default ceil(d^beta); give r or beta)", lo=1),
+        "width": Param("int", None, "student width N (default r; may exceed d)", lo=1),
+        "init_scale": Param("float", 1e-3, "scale of the small Gaussian start (quadfast.euclid.small_init)",
+                            lo=0.0, lo_open=True),
+        "lr_d": Param("float", 1e-3, "step size times d, lr = lr_d / d (keep lr_d well below the smallest "
+                      "lambda_j to be learnt)", lo=0.0, lo_open=True),
+        "t_max": Param("float", None, "final time t = lr * steps (default 1.5 x the predicted emergence time of "
+                       "the last feature, quadfast.euclid.predicted_emergence)", lo=0.0, lo_open=True),
+        "steps": Param("int", None, "number of SGD steps", lo=1),
+        "batch": Param("int", 1, "samples per step", lo=1),
+        "noise": Param("float", 0.0, "label noise sigma", lo=0.0),
+        "dtype": Param("str", "float64", "precision", choices=("float64", "float32")),
+        "block": Param("int", None, "steps per block of the blocked engine (default quadfast.euclid.default_block)",
+                       lo=1),
+        "threads": Param("int", None, "threads of the blocked engine (default: QUADFAST_NUM_THREADS, "
+                         "OMP_NUM_THREADS, else the CPUs); results do not depend on it", lo=1, hi=4096),
+        "spacing": Param("str", "linear", "record points evenly spaced in steps ('linear') or log-spaced ('log')",
+                         choices=("linear", "log")),
+        "record_from": Param("float", 1e-3, "first record point as a fraction of the run (spacing = 'log')",
+                             lo=0.0, lo_open=True, hi=1.0),
+        "flow": Param("bool", True, "overlay the population flow (quadfast.euclid.population_flow) from the "
+                      "same start"),
+    })
+    return p
+
+
+def _derive_euclid(p, given):
+    from .euclid import predicted_emergence
+    from .teacher import width_of
+
+    d = p["d"]
+    if p["r"] is None:
+        p["r"] = width_of(d, p["beta"])
+    elif p["r"] > d:
+        raise ValueError(f"r: expected at most d = {d}, got {p['r']}")
+    if "r" in given:
+        p["beta"] = None  # the features are counted directly
+    if p["width"] is None:
+        p["width"] = p["r"]
+    if p["block"] is not None and p["block"] > 1 and p["batch"] != 1:
+        raise ValueError(f"block: the blocked engine runs batch 1 only; use block=1 with batch={p['batch']}")
+    p["lr"] = p["lr_d"] / d
+    if p["steps"] is None:
+        if p["t_max"] is None:
+            from .teacher import power_law_coef
+
+            t_last = float(predicted_emergence(power_law_coef(p["r"], p["alpha"]), d, p["width"],
+                                               p["init_scale"])[-1])
+            if not (math.isfinite(t_last) and t_last > 0):
+                raise ValueError("t_max: no predicted emergence time to default to (the start is not small "
+                                 "against the last feature); give t_max or steps")
+            p["t_max"] = 1.5 * t_last
+        p["steps"] = int(round(p["t_max"] / p["lr"]))
+        if p["steps"] < 1:
+            raise ValueError(f"t_max: {p['t_max']} is less than one step (lr = {p['lr']:g})")
+    p["t_max"] = p["lr"] * p["steps"]
+    return p
+
+
+def _euclid_record_points(p):
+    if p["spacing"] == "log":
+        return _record_points(p["steps"], p["records"], p["record_from"])
+    return np.unique(np.round(np.linspace(0, p["steps"], p["records"] + 1)).astype(np.int64))
+
+
+def _execute_euclid(p, *, progress=False, checkpoint=None, resume=False, chunk_seconds=0.25):
+    """Run single-stage Euclidean SGD with the parameters ``p`` (resolved).
+
+    Checkpoint and resume as for ``stiefel-sgd``: Ctrl-C writes ``checkpoint`` (the
+    simulator, whose pickle resumes bit-identically, and the rows so far) and raises
+    :class:`Interrupted`; ``resume=True`` continues from it, bit-identically to an
+    uninterrupted run (the kernel is split only at progress chunks, which end on block
+    boundaries, and at record points, the same in both).
+    """
+    from . import euclid
+    from .euclid import EuclideanSGD
+    from .teacher import Teacher, power_law_coef
+
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and resume and ckpt.exists():
+        st = load_checkpoint(ckpt, p)
+        sim, record, flow, rows, elapsed = st["sim"], st["record"], st["flow"], st["rows"], st["elapsed"]
+        sim.threads = p["threads"]  # this machine's threads (the results do not depend on it)
+        resumed_from = sim.steps_done
+    else:
+        teacher = Teacher(power_law_coef(p["r"], p["alpha"]), d=p["d"], noise=p["noise"])
+        sim = EuclideanSGD(teacher, p["width"], lr=p["lr"], batch=p["batch"], seed=p["seed"],
+                           init_scale=p["init_scale"], dtype=p["dtype"], block=p["block"], threads=p["threads"])
+        record = _euclid_record_points(p)
+        flow = None
+        if p["flow"]:
+            tt = p["lr"] * record.astype(np.float64)
+            fl = euclid.population_flow(teacher, sim.W, tt)
+            flow = {"flow_time": fl["time"], "flow_risk": fl["risk"], "flow_alignment": fl["alignment"]}
+        rows, elapsed, resumed_from = [], 0.0, None
+    rows, elapsed = _run_recorded(sim, p, record, flow, rows, elapsed, ckpt, progress, chunk_seconds)
+    steps = np.array([r[0] for r in rows], dtype=np.int64)
+    coef = sim.teacher.coef
+    arrays = {
+        "steps": steps, "time": p["lr"] * steps.astype(np.float64), "risk": np.array([r[1] for r in rows]),
+        "alignment": np.array([r[2] for r in rows]), "samples": steps * p["batch"],
+        "flops": 4.0 * p["d"] * p["width"] * p["batch"] * steps.astype(np.float64), "coef": coef,
+        "t_predicted": euclid.predicted_emergence(coef, p["d"], p["width"], p["init_scale"]),
+    }
+    if flow is not None:
+        arrays.update(flow)
+    info = {"timings": {"seconds": elapsed, "seconds_per_step": elapsed / max(1, sim.steps_done),
+                        "steps_done": sim.steps_done},
+            "block": sim.block, "threads": sim.threads, "resumed_from": resumed_from,
+            "arrays": {"steps": "SGD steps at each record", "time": "t = lr * steps", "samples": "steps * batch",
+                       "flops": "4 d N batch steps (z = W^T x and the update, multiply-adds x 2)",
+                       "risk": "||W W^T - M*||_F^2 / ||M*||_F^2", "coef": "teacher lambda_j",
+                       "alignment": "A_j = ||W^T theta_j||^2 / lambda_j (records x r)",
+                       "t_predicted": "leading-order emergence times (quadfast.euclid.predicted_emergence)",
+                       "flow_risk": "population-flow risk from the same W0 at flow_time",
+                       "flow_alignment": "population-flow alignment from the same W0 at flow_time"}}
+    return arrays, info
+
+
+register_procedure(Procedure(
+    name="euclidean-sgd", params=_euclid_params(), execute=_execute_euclid, derive=_derive_euclid,
+    kind="euclid-run", exclusive=(("beta", "r"), ("t_max", "steps")),
+    doc="single-stage online SGD of the unconstrained 2-homogeneous student (quadfast.EuclideanSGD) "
+        "with the population-flow overlay"))

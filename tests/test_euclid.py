@@ -102,6 +102,72 @@ def test_blocked_equals_sequential(block, frame):
     np.testing.assert_allclose(blk.W, seq.W, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("frame", ["canonical", "explicit"])
+def test_blocked_equals_sequential_over_many_slabs(frame):
+    """At d = 1500, block 16 the rows split into 6 slabs (slabs.hpp); with 2 threads, the
+    next block drawn inside the pass and an explicit frame's labels from the pass's
+    Theta^T X, the blocked trajectory still equals the sequential one to rounding."""
+    teacher = qf.Teacher.power_law(1500, 0.5, 1.0, noise=0.2)
+    if frame == "explicit":
+        teacher = explicit_teacher(teacher)
+    kw = dict(width=12, lr=0.02 / 1500, seed=4, init_scale=0.5)
+    seq = qf.EuclideanSGD(teacher, block=1, **kw)
+    blk = qf.EuclideanSGD(teacher, block=16, threads=2, **kw)
+    seq.run(500)
+    blk.run(500)
+    np.testing.assert_allclose(blk.W, seq.W, rtol=0, atol=1e-12)
+    assert blk.risk() == pytest.approx(seq.risk(), rel=1e-12)
+
+
+@pytest.mark.parametrize("samples", ["drawn", "caller"])
+@pytest.mark.parametrize("frame", ["canonical", "explicit"])
+def test_threads_give_bit_identical_results(samples, frame):
+    """Slabs fixed by (d, width, block), partial sums added in slab order: 1, 2 and 3
+    threads give the same bits for W and the risk, with samples drawn in the kernel or
+    passed by the caller; a thread count changed mid-run (and pickled) changes nothing."""
+    teacher = qf.Teacher.power_law(1500, 0.5, 1.0, noise=0.1)
+    if frame == "explicit":
+        teacher = explicit_teacher(teacher)
+    kw = dict(width=24, lr=0.05 / 1500, seed=9, block=16, init_scale=0.5)
+    X = teacher.sample(1000, seed=3)[0] if samples == "caller" else None
+
+    def advance(sim, n, start=0):
+        if X is None:
+            sim.run(n)
+        else:
+            sim.step(X[start:start + n])
+
+    runs = []
+    for threads in (1, 2, 3):
+        sim = qf.EuclideanSGD(teacher, threads=threads, **kw)
+        assert sim.threads == threads
+        advance(sim, 1000)
+        runs.append(sim)
+    for other in runs[1:]:
+        assert np.array_equal(other.W, runs[0].W)
+        assert other.risk() == runs[0].risk()
+    sim = qf.EuclideanSGD(teacher, threads=1, **kw)
+    advance(sim, 640)  # a block boundary
+    sim.threads = 3
+    sim = pickle.loads(pickle.dumps(sim))
+    assert sim.threads == 3
+    sim.threads = 2
+    advance(sim, 360, 640)
+    assert np.array_equal(sim.W, runs[0].W)
+    with pytest.raises(ValueError, match="threads"):
+        sim.threads = -1
+    assert sim.threads == 2
+
+
+def test_threads_default_follows_the_environment(monkeypatch):
+    teacher = qf.Teacher.power_law(40, 0.5, 1.0)
+    monkeypatch.setenv("QUADFAST_NUM_THREADS", "3")
+    assert qf.EuclideanSGD(teacher, 4, lr=1e-3).threads == 3
+    monkeypatch.delenv("QUADFAST_NUM_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert qf.EuclideanSGD(teacher, 4, lr=1e-3).threads == 2
+
+
 @pytest.mark.parametrize("block", [1, 8])
 def test_zero_factor_step(block):
     """A label that makes 1 + 2 lr e = 0 (to rounding) wipes W down to the rank-one term
@@ -250,6 +316,8 @@ def test_emergence_order_and_scaling():
         (dict(init_scale=0.1, W0=np.ones((20, 3))), ValueError, "init_scale"),
         (dict(block=0), ValueError, "block"),
         (dict(block=8, batch=2), ValueError, "block"),
+        (dict(threads=0), ValueError, "threads"),
+        (dict(threads=1.5), TypeError, "threads"),
     ],
 )
 def test_constructor_rejects(kwargs, exc, name):

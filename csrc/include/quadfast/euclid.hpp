@@ -26,6 +26,7 @@
 
 #include "quadfast/rng.hpp"
 #include "quadfast/rowpass.hpp"
+#include "quadfast/slabs.hpp"
 #include "quadfast/teacher.hpp"
 
 namespace quadfast {
@@ -186,25 +187,36 @@ class EuclidKernel {
   // and so do the sums formed from it (z = W^T x in T, ||z||^2 in double).
   static constexpr double kMaxNorm2 = sizeof(T) == sizeof(float) ? 1e60 : 1e280;
 
-  // block > 1 (batch 1 only) selects the blocked exact engine (k = block steps per pass).
+  // block > 1 (batch 1 only) selects the blocked exact engine (k = block steps per pass),
+  // whose passes over W run on `threads` threads (the results do not depend on it).
   EuclidKernel(Index d, Index N, Index batch, double lr, const TeacherView<T>& teacher, std::uint64_t seed,
-               Index block = 1)
-      : d_(d), N_(N), B_(batch), K_(block), lr_(lr), seed_(seed), label_(teacher),
+               Index block = 1, Index threads = 1)
+      : d_(d), N_(N), B_(batch), K_(block), threads_(threads), lr_(lr), seed_(seed), label_(teacher),
         table_(static_cast<std::size_t>(d)) {
     if (d < 1 || N < 1) throw std::invalid_argument("d and width must be >= 1");
     if (batch < 1) throw std::invalid_argument("batch must be >= 1");
     if (block < 1) throw std::invalid_argument("block must be >= 1");
+    if (threads < 1) throw std::invalid_argument("threads must be >= 1");
     if (block > 1 && batch != 1) throw std::invalid_argument("the blocked engine needs batch == 1");
     if (!(lr > 0.0) || !std::isfinite(lr)) throw std::invalid_argument("lr must be finite and > 0");
     if (teacher.d != d) throw std::invalid_argument("teacher dimension differs from d");
     xbuf_[0].resize(B_ * d_);
     xbuf_[1].resize(B_ * d_);
     if (K_ > 1) {
-      Xb_[0].resize(K_ * d_);
-      Xb_[1].resize(K_ * d_);
+      const slabs::Layout lay = slabs::layout(d_, N_, K_, kRowBlock);
+      rb_ = lay.rb;
+      slab_rows_ = lay.slab_rows;
+      n_slabs_ = lay.n_slabs;
+      Xbuf_.resize(static_cast<std::size_t>(K_ * d_));
       Pm_.resize(N_, K_);
-      Pnext_.resize(N_, K_);
       Xg_.resize(K_, K_);
+      Ppart_.resize(N_, n_slabs_ * K_);
+      Gpart_.resize(K_, n_slabs_ * K_);
+      accpart_.assign(static_cast<std::size_t>(n_slabs_ * L), 0.0);
+      if (label_.view().directions != nullptr) {
+        TX_.resize(label_.view().r, K_);
+        TXpart_.resize(label_.view().r, n_slabs_ * K_);
+      }
       Zm_.resize(N_, K_);
       CZt_.resize(K_, N_);
       cvec_.resize(K_);
@@ -252,10 +264,29 @@ class EuclidKernel {
     return y;
   }
 
-  // ||W||_F^2, summed exactly as the passes sum it (same bits).
+  Index threads() const noexcept { return threads_; }
+  void set_threads(Index n) {
+    if (n < 1) throw std::invalid_argument("threads must be >= 1");
+    threads_ = n;
+  }
+
+  // ||W||_F^2, summed exactly as the passes sum it (same bits): the sequential kernels sum
+  // all rows in order into one lane accumulator; the blocked engine sums each slab into
+  // its own and adds the slabs' lanes in slab order.
   double norm2(const T* W) const {
+    if (K_ == 1) {
+      double acc[L] = {};
+      euclid_rows::sumsq_rows_dispatch<T>(W, 0, d_, N_, acc);
+      return euclid_rows::reduce_lanes<T>(acc);
+    }
     double acc[L] = {};
-    euclid_rows::sumsq_rows_dispatch<T>(W, 0, d_, N_, acc);
+    for (Index s = 0; s < n_slabs_; ++s) {
+      double part[L] = {};
+      const Index r0 = s * slab_rows_, r1 = std::min<Index>(d_, r0 + slab_rows_);
+      for (Index i0 = r0; i0 < r1; i0 += rb_)
+        euclid_rows::sumsq_rows_dispatch<T>(W, i0, std::min<Index>(r1, i0 + rb_), N_, part);
+      for (int l = 0; l < L; ++l) acc[l] += part[l];
+    }
     return euclid_rows::reduce_lanes<T>(acc);
   }
 
@@ -266,8 +297,8 @@ class EuclidKernel {
   // non-finite values.
   EuclidAdvance advance(T* W, std::int64_t steps, const T* X = nullptr, const T* y = nullptr) {
     if (steps <= 0) return {};
+    if (K_ > 1) return advance_blocked(W, steps, X, y);  // its first pass measures ||W||^2
     F_ = norm2(W);  // W may have been changed by the caller since the last call
-    if (K_ > 1) return advance_blocked(W, steps, X, y);
     return B_ == 1 ? advance_rank1(W, steps, X, y) : advance_batch(W, steps, X, y);
   }
 
@@ -371,7 +402,11 @@ class EuclidKernel {
       gv_ = -scale * e_;
       // ||a W + X^T G Z^T||^2 = a^2 F + 2 a sum_b g_b ||z_b||^2 + sum_bc g_b g_c (x_b.x_c)(z_b.z_c)
       double Fn = a * a * F_ + 2.0 * a * gv_.dot(GZ_.diagonal());
-      Fn += gv_.dot((GX_.cwiseProduct(GZ_)) * gv_);
+      for (Index b = 0; b < B_; ++b) {  // a loop: the matrix-vector product would allocate its operand
+        double row = 0.0;
+        for (Index c = 0; c < B_; ++c) row += GX_(b, c) * GZ_(b, c) * gv_[c];
+        Fn += gv_[b] * row;
+      }
       if (!acceptable(esum, Fn) || !e_.allFinite()) {
         res.finite = false;
         return res;
@@ -405,61 +440,115 @@ class EuclidKernel {
   //   then c <- a c, c_j = g, s <- a s, Z_:j = z_j, and F by the closed form above.
   // No division by a: a factor a = 1 + 2 lr e = 0 (or tiny) is carried exactly (s and c
   // become 0 or tiny, as the sequential products do).  The block ends with one pass,
-  //   W <- s W + X (diag(c) Z^T),   2 d N k flops, with P_next = W^T X_next fused in it
-  // (2 d N k) and ||W||^2 recomputed exactly: 4 d N + 2 d k flops per step in GEMMs.
-  // Blocks are aligned to absolute step multiples of k, as in StiefelKernel.
+  //   W <- s W + X (diag(c) Z^T),   2 d N k flops,
+  // in which, row block by row block, the next block's samples are drawn into the rows of
+  // X just consumed and its P = W^T X, Xg = X^T X (and Theta^T X for an explicit-frame
+  // teacher) accumulate from the updated rows, with ||W||^2 recomputed exactly: 4 d N + 2 d k
+  // flops per step in GEMMs.  Rows are split into slabs fixed by (d, N, k) alone
+  // (slabs.hpp); each slab accumulates partial P, Xg, Theta^T X and norm lanes, summed in
+  // slab order, so results are bit-identical for any number of threads.  Blocks are
+  // aligned to absolute step multiples of k, as in StiefelKernel.
+  using StridedX = Eigen::Map<const ColMat, 0, Eigen::OuterStride<>>;
 
-  // P = W^T X for the k samples of a block, over row blocks in order.
-  void accumulate_P(const T* W, const T* X, Index k, ColMat& P) const {
-    Eigen::Map<const Mat> Wm(W, d_, N_);
-    Eigen::Map<const ColMat> Xt(X, d_, k);
-    P.leftCols(k).setZero();
-    for (Index i0 = 0; i0 < d_; i0 += kRowBlock) {
-      const Index nb = std::min<Index>(kRowBlock, d_ - i0);
-      P.leftCols(k).noalias() += Wm.middleRows(i0, nb).transpose() * Xt.middleRows(i0, nb);
+  // One pass over W, slab-parallel.  If Xa != nullptr: W <- s W + Xa CZt (the first `ma`
+  // steps of the current block).  If Xn != nullptr: then accumulates P, Xg (and Theta^T X)
+  // of the `kn` samples of the next block, whose first step is `tn`, drawing them first
+  // into Xbuf_ when `draw`.  Always: F_ = ||W||^2 of the new W (same bits as norm2).
+  void pass(T* W, const T* Xa, Index ma, T s, const T* Xn, Index kn, std::int64_t tn, bool draw, bool need_tx) {
+    MapW Wm(W, d_, N_);
+    const T* theta = label_.view().directions;
+    const Index r = label_.view().r;
+    auto slab = [&](Index sl) {
+      const Index r0 = sl * slab_rows_, r1 = std::min<Index>(d_, r0 + slab_rows_);
+      auto Pp = Ppart_.middleCols(sl * K_, kn);
+      auto Gp = Gpart_.block(0, sl * K_, kn, kn);
+      if (Xn != nullptr) {
+        Pp.setZero();
+        Gp.setZero();
+        if (need_tx) TXpart_.middleCols(sl * K_, kn).setZero();
+      }
+      double acc[L] = {};
+      for (Index i0 = r0; i0 < r1; i0 += rb_) {
+        const Index nb = std::min<Index>(rb_, r1 - i0);
+        auto Wb = Wm.middleRows(i0, nb);
+        if (Xa != nullptr) {
+          if (s != T(1)) Wb *= s;
+          StridedX Xab(Xa + i0, nb, ma, Eigen::OuterStride<>(d_));
+          Wb.noalias() += Xab * CZt_.topRows(ma);
+        }
+        if (Xn != nullptr) {
+          if (draw)  // the rows just consumed now hold the next block's samples
+            for (Index j = 0; j < kn; ++j)
+              rng::fill_normals_range(Xbuf_.data() + j * d_ + i0, static_cast<std::size_t>(i0),
+                                      static_cast<std::size_t>(i0 + nb), seed_, static_cast<std::uint64_t>(tn + j),
+                                      table_);
+          StridedX Xnb(Xn + i0, nb, kn, Eigen::OuterStride<>(d_));
+          Pp.noalias() += Wb.transpose() * Xnb;
+          Gp.template selfadjointView<Eigen::Lower>().rankUpdate(Xnb.transpose());
+          if (need_tx) {
+            Eigen::Map<const Mat> th(theta + i0 * r, nb, r);
+            TXpart_.middleCols(sl * K_, kn).noalias() += th.transpose() * Xnb;
+          }
+        }
+        euclid_rows::sumsq_rows_dispatch<T>(W, i0, i0 + nb, N_, acc);
+      }
+      std::copy(acc, acc + L, accpart_.begin() + sl * L);
+    };
+    slabs::for_each(n_slabs_, threads_, slab);
+    // partial sums in slab order: independent of the thread count
+    double acc[L] = {};
+    for (Index sl = 0; sl < n_slabs_; ++sl)
+      for (int l = 0; l < L; ++l) acc[l] += accpart_[sl * L + l];
+    F_ = euclid_rows::reduce_lanes<T>(acc);
+    if (Xn == nullptr) return;
+    Pm_.leftCols(kn) = Ppart_.leftCols(kn);
+    Xg_.topLeftCorner(kn, kn) = Gpart_.topLeftCorner(kn, kn);
+    if (need_tx) TX_.leftCols(kn) = TXpart_.leftCols(kn);
+    for (Index sl = 1; sl < n_slabs_; ++sl) {
+      Pm_.leftCols(kn) += Ppart_.middleCols(sl * K_, kn);
+      Xg_.topLeftCorner(kn, kn) += Gpart_.block(0, sl * K_, kn, kn);
+      if (need_tx) TX_.leftCols(kn) += TXpart_.middleCols(sl * K_, kn);
     }
+    Xg_.topLeftCorner(kn, kn).template triangularView<Eigen::StrictlyUpper>() =
+        Xg_.topLeftCorner(kn, kn).transpose();
   }
 
-  // The end-of-block pass on rows [i0, i1) (i0 a multiple of kRowBlock): W <- s W + X CZt
-  // (first m steps); if Xn != nullptr, Pn += W^T Xn (kn samples); acc += squares.
-  void block_rows(T* W, Index i0, Index i1, const T* X, Index m, T s, const T* Xn, Index kn, ColMat* Pn,
-                  double* acc) {
-    MapW Wm(W, d_, N_);
-    Eigen::Map<const ColMat> Xt(X, d_, m);
-    for (Index b0 = i0; b0 < i1; b0 += kRowBlock) {
-      const Index nb = std::min<Index>(kRowBlock, i1 - b0);
-      auto Wb = Wm.middleRows(b0, nb);
-      if (s != T(1)) Wb *= s;
-      Wb.noalias() += Xt.middleRows(b0, nb) * CZt_.topRows(m);
-      if (Xn != nullptr) {
-        Eigen::Map<const ColMat> Xtn(Xn, d_, kn);
-        Pn->leftCols(kn).noalias() += Wb.transpose() * Xtn.middleRows(b0, nb);
+  // Teacher label of column `col` of the current block (sample number `sample`): from
+  // Theta^T X of the pass for an explicit frame, else from the sample's first r entries.
+  double column_label(const T* Xc, Index col, std::int64_t sample, bool need_tx) {
+    double yv;
+    if (need_tx) {
+      const T* coef = label_.view().coef;
+      yv = 0.0;
+      for (Index j = 0; j < label_.view().r; ++j) {
+        const double p = static_cast<double>(TX_(j, col));
+        yv += static_cast<double>(coef[j]) * (p * p - 1.0);
       }
-      euclid_rows::sumsq_rows_dispatch<T>(W, b0, b0 + nb, N_, acc);
+    } else {
+      yv = label_(Xc + col * d_);
     }
+    if (label_.view().noise != 0.0)
+      yv += label_.view().noise *
+            rng::normal_at(seed_, static_cast<std::uint64_t>(sample), static_cast<std::uint64_t>(d_));
+    return yv;
   }
 
   EuclidAdvance advance_blocked(T* W, std::int64_t steps, const T* X, const T* y) {
     EuclidAdvance res;
     const std::int64_t K = K_;
+    const bool draw = (X == nullptr);
+    const bool need_tx = (y == nullptr) && label_.view().directions != nullptr;
     auto block_len = [&](std::int64_t t_abs, std::int64_t left) {
       return static_cast<Index>(std::min<std::int64_t>(K - (t_abs % K), left));
     };
-    auto load = [&](std::int64_t k_off, std::int64_t t_abs, Index k, int buf) -> const T* {
-      if (X != nullptr) return X + k_off * d_;
-      for (Index j = 0; j < k; ++j) draw_samples(t_abs + j, Xb_[buf].data() + j * d_);
-      return Xb_[buf].data();
-    };
+    auto xptr = [&](std::int64_t off) -> const T* { return draw ? Xbuf_.data() : X + off * d_; };
     std::int64_t done = 0;
-    int cur = 0;
     Index k = block_len(t_, steps);
-    const T* Xc = load(0, t_, k, cur);
-    accumulate_P(W, Xc, k, Pm_);
+    const T* Xc = xptr(0);
+    pass(W, nullptr, 0, T(1), Xc, k, t_, draw, need_tx);  // also F_ = ||W||^2
     while (done < steps) {
-      Eigen::Map<const ColMat> Xt(Xc, d_, k);
-      Xg_.topLeftCorner(k, k).noalias() = Xt.transpose() * Xt;
       for (Index j = 0; j < k; ++j)
-        yblk_[j] = (y != nullptr) ? static_cast<double>(y[done + j]) : teacher_label(Xc + j * d_, t_ + j);
+        yblk_[j] = (y != nullptr) ? static_cast<double>(y[done + j]) : column_label(Xc, j, t_ + j, need_tx);
       double s = 1.0, F = F_;
       Index m = 0;
       bool failed = false;
@@ -490,28 +579,23 @@ class EuclidKernel {
       res.steps_done += m;
       const bool more = done < steps && !failed;
       const Index kn = more ? block_len(t_, steps - done) : 0;
-      const T* Xn = more ? load(done, t_, kn, cur ^ 1) : nullptr;
+      const T* Xn = more ? xptr(done) : nullptr;
       if (m > 0) {
         CZt_.topRows(m).noalias() = cvec_.head(m).asDiagonal() * Zm_.leftCols(m).transpose();
-        if (Xn != nullptr) Pnext_.leftCols(kn).setZero();
-        double acc[L] = {};
-        block_rows(W, 0, d_, Xc, m, static_cast<T>(s), Xn, kn, &Pnext_, acc);
-        F_ = euclid_rows::reduce_lanes<T>(acc);
+        pass(W, Xc, m, static_cast<T>(s), Xn, kn, t_, draw, need_tx);
       }
       if (failed) {
         res.finite = false;
         return res;
       }
       if (!more) break;
-      std::swap(Pm_, Pnext_);
       Xc = Xn;
-      cur ^= 1;
       k = kn;
     }
     return res;
   }
 
-  Index d_, N_, B_, K_;
+  Index d_, N_, B_, K_, threads_;
   double lr_;
   std::uint64_t seed_;
   std::int64_t t_ = 0;
@@ -526,8 +610,10 @@ class EuclidKernel {
   Eigen::MatrixXd GX_, GZ_;
   Eigen::VectorXd e_, gv_;
   // blocked
-  std::vector<T> Xb_[2];
-  ColMat Pm_, Pnext_, Xg_, Zm_;
+  Index rb_ = 0, slab_rows_ = 0, n_slabs_ = 0;
+  std::vector<T> Xbuf_;
+  std::vector<double> accpart_;
+  ColMat Pm_, Xg_, Zm_, Ppart_, Gpart_, TX_, TXpart_;
   Mat CZt_;
   Vec<T> cvec_, uvec_, zvec_;
   Eigen::VectorXd yblk_;

@@ -18,6 +18,7 @@
 #include "quadfast/jacobi.hpp"
 #include "quadfast/rng.hpp"
 #include "quadfast/rowpass.hpp"
+#include "quadfast/slabs.hpp"
 #include "quadfast/teacher.hpp"
 
 namespace quadfast {
@@ -306,15 +307,11 @@ class StiefelKernel {
   void setup_blocked() {
     const Index cap = K_blk_ * B_;
     cap_ = cap;
-    // Row blocks of about 64K elements of W (64 rows at N = 1024, 1024 rows at N = 64), so
-    // that the GEMMs of a row block are large enough to run at speed while the block stays
-    // in cache across its three products.  Slabs: at most 32, whole row blocks, and
-    // partial sums no larger than W / 16 (peak memory stays within 1.5 W plus a sample block).  All fixed by (d, N, columns) alone.
-    rb_ = std::max<Index>(kRowBlock, std::min<Index>(1024, (65536 / N_) / kRowBlock * kRowBlock));
-    rb_ = std::max<Index>(kRowBlock, std::min<Index>(rb_, d_ / 8 / kRowBlock * kRowBlock));  // >= 8 slabs if d allows
-    const Index target = std::max<Index>(1, std::min<Index>(32, d_ / std::max<Index>(1, 16 * cap)));
-    slab_rows_ = ((d_ + target - 1) / target + rb_ - 1) / rb_ * rb_;
-    n_slabs_ = (d_ + slab_rows_ - 1) / slab_rows_;
+    // Row blocks and slabs (slabs.hpp): all fixed by (d, N, columns) alone.
+    const slabs::Layout lay = slabs::layout(d_, N_, cap, kRowBlock);
+    rb_ = lay.rb;
+    slab_rows_ = lay.slab_rows;
+    n_slabs_ = lay.n_slabs;
     Xbuf_.resize(static_cast<std::size_t>(cap * d_));
     Pm_.resize(N_, cap);
     Xg_.resize(cap, cap);
@@ -340,14 +337,7 @@ class StiefelKernel {
 
   template <class F>
   void for_slabs(F&& f) {
-#ifdef _OPENMP
-    if (threads_ > 1 && n_slabs_ > 1) {
-#pragma omp parallel for num_threads(static_cast<int>(threads_)) schedule(static)
-      for (Index s = 0; s < n_slabs_; ++s) f(s);
-      return;
-    }
-#endif
-    for (Index s = 0; s < n_slabs_; ++s) f(s);
+    slabs::for_each(n_slabs_, threads_, f);
   }
 
   // One pass over W, slab-parallel.  If Xa != nullptr: applies the first `ma` columns of

@@ -1,0 +1,55 @@
+// Fixed row slabs for the threaded passes over W of the blocked engines (MODEL.md §3).
+//
+// A pass over the d rows of W is split into slabs of whole row blocks; each slab writes
+// its own partial sums, which the caller then adds in slab order.  The layout is a
+// function of (d, N, columns) alone, never of the thread count, so every thread count
+// gives the same bits.  Pure C++17/Eigen: no Python.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+
+namespace quadfast {
+namespace slabs {
+
+using Index = Eigen::Index;
+
+struct Layout {
+  Index rb = 0;         // rows per row block (a multiple of `base`)
+  Index slab_rows = 0;  // rows per slab (whole row blocks)
+  Index n_slabs = 0;
+};
+
+// Row blocks of about 64K elements of W (64 rows at N = 1024, 1024 rows at N = 64), so
+// that the GEMMs of a row block are large enough to run at speed while the block stays in
+// cache across its products.  Slabs: at most 32, whole row blocks, and partial sums
+// (N x cols per slab) no larger than W / 16 (peak memory stays within 1.5 W plus a sample
+// block).  `base` is the kernel's smallest row block.
+inline Layout layout(Index d, Index N, Index cols, Index base) {
+  Layout L;
+  L.rb = std::max<Index>(base, std::min<Index>(1024, (65536 / N) / base * base));
+  L.rb = std::max<Index>(base, std::min<Index>(L.rb, d / 8 / base * base));  // >= 8 slabs if d allows
+  const Index target = std::max<Index>(1, std::min<Index>(32, d / std::max<Index>(1, 16 * cols)));
+  L.slab_rows = ((d + target - 1) / target + L.rb - 1) / L.rb * L.rb;
+  L.n_slabs = (d + L.slab_rows - 1) / L.slab_rows;
+  return L;
+}
+
+// f(s) for every slab s in [0, n_slabs), on up to `threads` OpenMP threads (static
+// schedule); serially without OpenMP or with one thread.
+template <class F>
+inline void for_each(Index n_slabs, Index threads, F& f) {
+#ifdef _OPENMP
+  if (threads > 1 && n_slabs > 1) {
+#pragma omp parallel for num_threads(static_cast<int>(threads)) schedule(static)
+    for (Index s = 0; s < n_slabs; ++s) f(s);
+    return;
+  }
+#else
+  (void)threads;
+#endif
+  for (Index s = 0; s < n_slabs; ++s) f(s);
+}
+
+}  // namespace slabs
+}  // namespace quadfast
