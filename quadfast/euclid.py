@@ -44,7 +44,7 @@ def default_block(d: int, width: int, batch: int, threads: int = 1) -> int:
     (1024, 32): 13.1 sequential against 16.0 for 32-step blocks; (4096, 64): 101.6 against
     97.5; (16384, 256): 2842 against 2390 and 2258 for 64-step blocks).  Otherwise, and
     whenever more than one thread is asked for (only the blocked engine is threaded), the
-    block of :func:`quadfast.default_block`: 32 steps for width < 128, 64 above.
+    block of :func:`quadfast.default_block` (32, 128 or 192 steps as the width grows).
     """
     d = V.positive_int(d, "d")
     width = V.positive_int(width, "width")

@@ -31,17 +31,21 @@ __all__ = ["StiefelSGD", "Trajectory", "DivergenceError", "logspace_steps", "haa
 def default_block(d: int, width: int, batch: int) -> int:
     """Steps per block of the blocked engine (MODEL.md §3).
 
-    A block holds ``block * batch`` sample columns; about 32 columns for width < 128 and
-    64 above keep the d x columns sample block and the N x columns coefficient matrices
-    in cache while the GEMMs reach their throughput (measured on a 2-core AVX-512 VM: 32-64
-    columns minimise the time per step at (d, N) = (1024, 32), (4096, 64), (4096, 256),
-    (16384, 1024); 128 and more let the sample block outgrow the cache).  Returns 1 (the
-    sequential kernels) for small problems, d * width < 8192, where a step takes a few
-    microseconds and GEMM setup would dominate, and when ``batch`` alone fills a block.
+    A block holds ``block * batch`` sample columns: 32 for width < 128, 128 for
+    width < 512 and 192 above.  Wider students amortise the O(d N) passes over W over more
+    steps while the O(N c) per-step work stays small.  Measured on the 2-core AVX-512 VM of
+    the README, one thread, microseconds per step for 32 / 64 / 128 / 192 columns:
+    (4096, 64): 44.6 / 47.6 / 58.8 / 74.1; (4096, 256): 158 / 166 / 148 / 159;
+    (16384, 256): 908 / 715 / 618 / 603; (4096, 1024): 2206 / 1255 / 929 / 841;
+    (16384, 1024): 3030 / 2920 / 2440 / 2210.  The sample block (d x columns) is drawn
+    row block by row block inside the pass over W, so its size does not cost cache misses.
+    Returns 1 (the sequential kernels) for small problems, d * width < 8192, where a step
+    takes a few microseconds and GEMM setup would dominate, and when ``batch`` alone fills
+    a block.
     """
     if d * width < 8192:
         return 1
-    cols = 32 if width < 128 else 64
+    cols = 32 if width < 128 else (128 if width < 512 else 192)
     return max(1, cols // batch)
 
 

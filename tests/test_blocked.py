@@ -94,7 +94,7 @@ def test_block_argument_validation():
     with pytest.raises(ValueError, match="threads"):
         sim.threads = -1
     assert qf.default_block(4096, 64, 1) == 32 and qf.default_block(4096, 64, 4) == 8
-    assert qf.default_block(16384, 1024, 1) == 64 and qf.default_block(4096, 64, 64) == 1
+    assert qf.default_block(16384, 1024, 1) == 192 and qf.default_block(4096, 64, 64) == 1
     assert qf.default_block(64, 64, 1) == 1  # d N < 8192: the sequential kernel
 
 
