@@ -31,13 +31,14 @@ __all__ = ["StiefelSGD", "Trajectory", "DivergenceError", "logspace_steps", "haa
 def default_block(d: int, width: int, batch: int) -> int:
     """Steps per block of the blocked engine (MODEL.md §3).
 
-    A block holds ``block * batch`` sample columns: 32 for width < 128, 128 for
-    width < 512 and 192 above.  Wider students amortise the O(d N) passes over W over more
+    A block holds ``block * batch`` sample columns: the width itself (at least 4) below 32,
+    then 32 for width < 128, 128 for width < 512 and 192 above.  Wider students amortise the O(d N) passes over W over more
     steps while the O(N c) per-step work stays small.  Measured on the 2-core AVX-512 VM of
     the README, one thread, microseconds per step for 32 / 64 / 128 / 192 columns:
     (4096, 64): 44.6 / 47.6 / 58.8 / 74.1; (4096, 256): 158 / 166 / 148 / 159;
     (16384, 256): 908 / 715 / 618 / 603; (4096, 1024): 2206 / 1255 / 929 / 841;
-    (16384, 1024): 3030 / 2920 / 2440 / 2210.  The sample block (d x columns) is drawn
+    (16384, 1024): 3030 / 2920 / 2440 / 2210.  At d = 16384, width 1, 4 / 8 / 16 / 32
+    columns: 47 / 51 / 59 / 75; width 16: 110 / 100 / 93 / 104.  The sample block (d x columns) is drawn
     row block by row block inside the pass over W, so its size does not cost cache misses.
     Returns 1 (the sequential kernels) for small problems, d * width < 8192, where a step
     takes a few microseconds and GEMM setup would dominate, and when ``batch`` alone fills
@@ -45,7 +46,10 @@ def default_block(d: int, width: int, batch: int) -> int:
     """
     if d * width < 8192:
         return 1
-    cols = 32 if width < 128 else (128 if width < 512 else 192)
+    if width < 32:
+        cols = max(4, width)  # the O(d c) terms of a step (X Am, X^T X) must not swamp 6 d N
+    else:
+        cols = 32 if width < 128 else (128 if width < 512 else 192)
     return max(1, cols // batch)
 
 
