@@ -169,17 +169,6 @@ class EuclideanSGD(_OnlineSGD):
         return cls(t.d, self.width, self.batch, self.lr, self._coef, self._dirs, t.noise, self.seed, self.block,
                    self._threads)
 
-    @property
-    def threads(self) -> int:
-        """Threads of the blocked engine; settable (results do not depend on it)."""
-        return self._threads
-
-    @threads.setter
-    def threads(self, value) -> None:
-        n = _threads.resolve(value)
-        self._kernel.set_threads(n)
-        self._threads = n
-
     # ----------------------------------------------------------------- observables
     @property
     def steps_done(self) -> int:

@@ -41,6 +41,7 @@ import numpy as np
 
 from . import _threads
 from . import _validate as V
+from .stiefel import _record_points
 
 __all__ = ["QPLR", "QPLRRun", "schedule", "predicted_exponents", "effective_dimension"]
 
@@ -286,14 +287,4 @@ class QPLR:
 
 
 def _record(record, steps: int) -> np.ndarray:
-    if record is None:
-        return np.array([steps], dtype=np.int64)
-    rec = np.asarray(record)
-    if rec.ndim != 1 or rec.size == 0 or rec.dtype.kind not in "iu":
-        raise ValueError("record: expected a non-empty 1-D array of integer step counts")
-    rec = rec.astype(np.int64)
-    if rec.min() < 0 or rec.max() > steps:
-        raise ValueError(f"record: expected step counts in [0, steps={steps}], got [{rec.min()}, {rec.max()}]")
-    if np.any(np.diff(rec) <= 0):
-        raise ValueError("record: expected strictly increasing step counts")
-    return np.ascontiguousarray(rec)
+    return np.ascontiguousarray(_record_points(record, steps))

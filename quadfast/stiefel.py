@@ -146,6 +146,17 @@ class _OnlineSGD:
 
     _divergence_hint = "non-finite values"
 
+    @property
+    def threads(self) -> int:
+        """Threads of the blocked engine; settable (results do not depend on it)."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, value) -> None:
+        n = _threads.resolve(value)
+        self._kernel.set_threads(n)
+        self._threads = n
+
     def _advance(self, steps: int, X=None, y=None) -> None:
         if self.W.dtype != self.dtype or not self.W.flags.c_contiguous or self.W.shape != (self.teacher.d, self.width):
             raise ValueError("W: the weights were replaced by an array of another shape, dtype or layout; "
@@ -335,17 +346,6 @@ class StiefelSGD(_OnlineSGD):
         self._dirs = None if t.directions is None else np.ascontiguousarray(t.directions, dtype=self.dtype)
         return cls(t.d, self.width, self.batch, self.lr, self._coef, self._dirs, t.noise, self.seed,
                    self.reortho_tol, self.reortho_max_interval, self.reortho, self.block, self._threads)
-
-    @property
-    def threads(self) -> int:
-        """Threads of the blocked engine; settable (results do not depend on it)."""
-        return self._threads
-
-    @threads.setter
-    def threads(self, value) -> None:
-        n = _threads.resolve(value)
-        self._kernel.set_threads(n)
-        self._threads = n
 
     # ----------------------------------------------------------------- observables
     @property
