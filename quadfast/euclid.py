@@ -174,15 +174,6 @@ class EuclideanSGD(_OnlineSGD):
     def steps_done(self) -> int:
         return int(self._kernel.steps)
 
-    def projection(self) -> np.ndarray:
-        """U = Theta^T W (r x N), float64."""
-        return self.teacher.project(self.W)
-
-    def overlap(self) -> np.ndarray:
-        """G = Theta^T W W^T Theta (r x r); G -> Lambda as the student learns."""
-        U = self.projection()
-        return U @ U.T
-
     def alignment(self) -> np.ndarray:
         """A_j = G_jj / lambda_j = ||W^T theta_j||^2 / lambda_j (length r; NaN where lambda_j = 0)."""
         return _alignment(self.projection(), self.teacher.coef)

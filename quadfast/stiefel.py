@@ -146,6 +146,15 @@ class _OnlineSGD:
 
     _divergence_hint = "non-finite values"
 
+    def projection(self) -> np.ndarray:
+        """U = Theta^T W (r x N), float64."""
+        return self.teacher.project(self.W)
+
+    def overlap(self) -> np.ndarray:
+        """G = Theta^T W W^T Theta (r x r); for the Euclidean student G -> Lambda as it learns."""
+        U = self.projection()
+        return U @ U.T
+
     @property
     def threads(self) -> int:
         """Threads of the blocked engine; settable (results do not depend on it)."""
@@ -362,15 +371,6 @@ class StiefelSGD(_OnlineSGD):
         t, since, n, probes, mx, last, est, logb = self._kernel.get_state()
         return {"count": int(n), "probes": int(probes), "steps_since": int(since),
                 "max_drift": float(mx), "last_drift": float(last), "estimate": float(est)}
-
-    def projection(self) -> np.ndarray:
-        """U = Theta^T W (r x N), float64."""
-        return self.teacher.project(self.W)
-
-    def overlap(self) -> np.ndarray:
-        """G = Theta^T W W^T Theta (r x r)."""
-        U = self.projection()
-        return U @ U.T
 
     def alignment(self) -> np.ndarray:
         """A_j = G_jj = ||W^T theta_j||^2 (length r)."""

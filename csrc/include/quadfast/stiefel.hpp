@@ -427,6 +427,28 @@ class StiefelKernel {
     return yv;
   }
 
+  // The B x B factors of the rank-B polar step, shared by the rank-B kernel and the
+  // blocked engine.  From K_ (= U^T U) and GZ_ (= Z^T Z): L_ = K^{1/2}, and Q_, Dw_ with
+  // L Z^T Z L = Q diag(D) Q^T, and hvec_ = h(D) = ((1 + D)^{-1/2} - 1) / D (-> -1/2 at 0),
+  // so that (I + A A^T)^{-1/2} = I + A Q h(D) Q^T A^T with A = Z L.  Small symmetric
+  // eigendecompositions by cyclic Jacobi (no allocation, deterministic).  K_ and M_ are
+  // overwritten.  False if D is not finite.
+  bool polar_factors() {
+    jacobi_eigh(K_, Q_, Dw_);
+    hvec_ = Dw_.cwiseMax(0.0).cwiseSqrt();
+    tmpB_.noalias() = Q_ * hvec_.asDiagonal();
+    L_.noalias() = tmpB_ * Q_.transpose();
+    tmpB_.noalias() = GZ_ * L_;
+    M_.noalias() = L_ * tmpB_;
+    jacobi_eigh(M_, Q_, Dw_);
+    if (!Dw_.allFinite()) return false;
+    for (Index b = 0; b < B_; ++b) {
+      const double Db = std::max(Dw_[b], 0.0);
+      hvec_[b] = Db > 0.0 ? std::expm1(-0.5 * std::log1p(Db)) / Db : -0.5;
+    }
+    return true;
+  }
+
   // Cx, Cw of the step whose Z_J is in Zj_ and whose columns start at c0 (labels in
   // yblk_, Grams of the samples in Xg_); log_growth = log of the bound on ||M||^2 with
   // M = I + Z_J Cw Z_J^T (E+ = M^T E M, as X_J^T W_j = Z_J^T).  False: non-finite.
@@ -466,19 +488,7 @@ class StiefelKernel {
     if (!ok) return false;
     for (Index i = 0; i < B_; ++i)
       for (Index j = 0; j < B_; ++j) K_(i, j) = (g * g) * e_[i] * e_[j] * (GX_(i, j) - GZ_(i, j));
-    if (!K_.allFinite()) return false;
-    jacobi_eigh(K_, Q_, Dw_);
-    hvec_ = Dw_.cwiseMax(0.0).cwiseSqrt();
-    tmpB_.noalias() = Q_ * hvec_.asDiagonal();
-    L_.noalias() = tmpB_ * Q_.transpose();
-    tmpB_.noalias() = GZ_ * L_;
-    M_.noalias() = L_ * tmpB_;
-    jacobi_eigh(M_, Q_, Dw_);
-    if (!Dw_.allFinite()) return false;
-    for (Index b = 0; b < B_; ++b) {
-      const double Db = std::max(Dw_[b], 0.0);
-      hvec_[b] = Db > 0.0 ? std::expm1(-0.5 * std::log1p(Db)) / Db : -0.5;
-    }
+    if (!K_.allFinite() || !polar_factors()) return false;
     tmpB_.noalias() = L_ * Q_;          // LQ
     M_.noalias() = GZ_ * tmpB_;         // H
     L_.noalias() = tmpB_ * hvec_.asDiagonal();  // LQ h
@@ -681,24 +691,11 @@ class StiefelKernel {
         res.finite = false;
         return res;
       }
-      // L = K^{1/2};  M = L Z^T Z L = Q D Q^T;  A = Z L,  AQ = A Q.
-      // small symmetric eigendecompositions: cyclic Jacobi (no allocation, deterministic)
-      jacobi_eigh(K_, Q_, Dw_);
-      hvec_ = Dw_.cwiseMax(0.0).cwiseSqrt();
-      tmpB_.noalias() = Q_ * hvec_.asDiagonal();
-      L_.noalias() = tmpB_ * Q_.transpose();
-      tmpB_.noalias() = GZ_ * L_;
-      M_.noalias() = L_ * tmpB_;
-      jacobi_eigh(M_, Q_, Dw_);
-      const Dvec& D = Dw_;
-      if (!D.allFinite()) {
+      // L = K^{1/2};  M = L Z^T Z L = Q D Q^T;  A = Z L,  AQ = A Q;
+      // (I + A A^T)^{-1/2} = I + AQ h(D) (AQ)^T  (polar_factors)
+      if (!polar_factors()) {
         res.finite = false;
         return res;
-      }
-      // (I + A A^T)^{-1/2} = I + AQ h(D) (AQ)^T,  h(D) = ((1 + D)^{-1/2} - 1) / D  (-> -1/2 at 0).
-      for (Index b = 0; b < B_; ++b) {
-        const double Db = std::max(D[b], 0.0);
-        hvec_[b] = Db > 0.0 ? std::expm1(-0.5 * std::log1p(Db)) / Db : -0.5;
       }
       tmpB_.noalias() = L_ * Q_;  // L Q
       smallT_ = tmpB_.template cast<T>();
