@@ -38,7 +38,7 @@ def _sim(d, n, dtype, threads):
 def test_engine(benchmark, case, record_per_step):
     d, n, dtype, threads = case
     sim = _sim(d, n, dtype, threads)
-    steps = max(4, -(-int(4e8 // (d * n)) // sim.block)) * sim.block
+    steps = max(8, -(-int(4e8 // (d * n)) // sim.block)) * sim.block  # >= 8 blocks per call
     steps = min(steps, 20000 // sim.block * sim.block)
     sim.run(sim.block)
     benchmark.group = f"engine d={d} N={n}"

@@ -44,7 +44,7 @@ def test_quadfast(benchmark, size, record_per_step):
     teacher, W0 = _setup(d, n)
     sim = qf.StiefelSGD(teacher, n, lr=LR_D / d, W0=W0, seed=1)
     # whole blocks (the default engine is blocked: MODEL.md §3), at least four per round
-    steps = max(4, -(-_steps(d, n, 4e8) // sim.block)) * sim.block
+    steps = max(8, -(-_steps(d, n, 4e8) // sim.block)) * sim.block  # >= 8 blocks per call
     sim.run(sim.block)
     benchmark.group = f"stiefel d={d} N={n}"
     benchmark.pedantic(sim.run, args=(steps,), rounds=5, iterations=1, warmup_rounds=1)
@@ -101,7 +101,7 @@ def test_quadfast_without_reortho(benchmark, rsize, record_per_step):
     d, n = rsize
     teacher, W0 = _setup(d, n)
     sim = qf.StiefelSGD(teacher, n, lr=LR_D / d, W0=W0, seed=1, reortho=False)
-    steps = max(4, -(-_steps(d, n, 4e8) // sim.block)) * sim.block
+    steps = max(8, -(-_steps(d, n, 4e8) // sim.block)) * sim.block  # >= 8 blocks per call
     sim.run(sim.block)
     benchmark.group = f"stiefel d={d} N={n}"
     benchmark.pedantic(sim.run, args=(steps,), rounds=5, iterations=1, warmup_rounds=1)

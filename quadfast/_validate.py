@@ -87,3 +87,23 @@ def check_orthonormal(W: np.ndarray, name: str, tol: float) -> float:
     if not err <= tol:
         raise ValueError(f"{name}: expected orthonormal columns (max|W^T W - I| <= {tol:g}), got {err:.6g}")
     return err
+
+
+CACHE_LINE = 64
+
+
+def aligned_copy(a: np.ndarray, dtype) -> np.ndarray:
+    """A C-contiguous copy of ``a`` in ``dtype`` whose data start on a 64-byte boundary.
+
+    NumPy's large arrays start 16 bytes past a page boundary, so every row of W straddles
+    cache lines differently from the kernel's 32/64-byte vectors; on the 2-core AMD EPYC VM
+    an aligned W made a (16384, 1024) blocked step about 10% faster (3.30 against 3.61 ms).
+    The result is an ordinary ndarray (a view of a slightly larger buffer)."""
+    a = np.asarray(a)
+    dt = np.dtype(dtype)
+    nbytes = a.size * dt.itemsize
+    buf = np.empty(nbytes + CACHE_LINE, dtype=np.uint8)
+    off = (-buf.ctypes.data) % CACHE_LINE
+    out = buf[off:off + nbytes].view(dt).reshape(a.shape)
+    out[...] = a
+    return out

@@ -154,9 +154,9 @@ class EuclideanSGD(_OnlineSGD):
         else:
             if init_scale is not None:
                 raise ValueError("init_scale: applies to the default start only; pass W0 or init_scale, not both")
-            W = V.float_array(W0, "W0", 2, shape=(d, self.width), dtype=self.dtype).copy()  # owned by the simulator
+            W = V.float_array(W0, "W0", 2, shape=(d, self.width), dtype=self.dtype)
             self.init_scale = None
-        self.W = W
+        self.W = V.aligned_copy(W, self.dtype)  # owned by the simulator
         self._kernel = self._make_kernel()
 
     def _make_kernel(self):
@@ -205,7 +205,7 @@ class EuclideanSGD(_OnlineSGD):
         self.dtype = np.dtype(st["dtype"])
         self.block, self.init_scale = st["block"], st["init_scale"]
         self._threads = st.get("threads", 1)
-        self.W = np.ascontiguousarray(st["W"], dtype=self.dtype)
+        self.W = V.aligned_copy(st["W"], self.dtype)
         self._kernel = self._make_kernel()
         self._kernel.steps = int(st["steps"])
 

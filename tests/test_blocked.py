@@ -149,3 +149,21 @@ def test_threads_give_bit_identical_results(batch, frame):
     sim.threads = 2
     sim.run(560)
     assert np.array_equal(sim.W, runs[0].W)
+
+
+@pytest.mark.parametrize("batch,block", [(1, 256), (2, 128)])
+def test_per_step_work_in_row_parts(batch, block):
+    """At width 256 the per-step O(N c) work runs in 4 row parts of 64, threaded (N c >= 2^16):
+    the trajectory still equals the sequential kernel's to 1e-12, and 1 and 2 threads give
+    the same bits."""
+    teacher = qf.Teacher.power_law(1024, 0.8, 1.0, noise=0.1)
+    kw = dict(width=256, lr=0.5 / 1024, seed=4, batch=batch)
+    seq = qf.StiefelSGD(teacher, block=1, **kw)
+    seq.run(300)
+    runs = []
+    for threads in (1, 2):
+        sim = qf.StiefelSGD(teacher, block=block, threads=threads, **kw)
+        sim.run(300)
+        runs.append(sim)
+    np.testing.assert_allclose(runs[0].W, seq.W, rtol=0, atol=1e-12)
+    assert np.array_equal(runs[0].W, runs[1].W)

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 
 #include "quadfast/jacobi.hpp"
@@ -30,7 +31,8 @@ namespace quadfast {
 // for batch B, W+ = W M + X^T R with M = I + Z Phi (see advance_batch) and E+ = M^T E M.
 // The kernel accumulates log ||M||^2 every step (O(1) for B = 1, O(N B^2) for B > 1): a
 // guaranteed bound on how much the drift can have grown since it was last estimated.
-// When estimate * growth bound exceeds tol / 4, it probes the drift in O(d N) (one pass):
+// When estimate * growth bound exceeds tol / 4, it probes the drift in O(d N) (one pass;
+// the blocked engine waits for the end of its block unless the bound passes tol / 2):
 // for 4 fresh Gaussian vectors r_k, E R estimates every row norm ||E_i|| >= max_j |E_ij|,
 // and twice the largest is the new estimate (see probe_drift).  Only if that exceeds
 // tol / 8 does it measure drift = max|W^T W - I| exactly (O(d N^2)), and
@@ -265,6 +267,12 @@ class StiefelKernel {
     return policy_.enabled && (state_.since >= policy_.max_interval ||
                                state_.est * std::exp(state_.logbound) > policy_.tol / 4);
   }
+  // Within a block of the blocked engine, a probe that is due waits for the end of the
+  // block (breaking a block costs an extra pass over W), unless the growth bound could
+  // then pass tol / 2: the drift stays below tol / 2 by the bound either way.
+  bool ortho_urgent() const noexcept {
+    return policy_.enabled && state_.est * std::exp(state_.logbound) > policy_.tol / 2;
+  }
   bool ortho_act(T* W) {
     const bool due = state_.since >= policy_.max_interval;
     if (!due) {
@@ -339,10 +347,16 @@ class StiefelKernel {
     Am_.resize(cap, cap);
     Zm_.resize(N_, cap);
     Zt_.resize(cap, N_);
-    Zj_.resize(N_, B_);
-    ZC_.resize(N_, B_);
     Tmp_.resize(cap, B_);
     Sx_.resize(cap, B_);
+    GZ_.resize(B_, B_);
+    // Row parts of the per-step work on the N x c matrices (fixed by N alone)
+    part_rows_ = small_part_rows(N_);
+    n_parts_ = (N_ + part_rows_ - 1) / part_rows_;
+    small_threads_ok_ = N_ * cap >= kSmallParallel;
+    Qpart_.resize(cap, n_parts_ * B_);
+    Tpart_.resize(cap, n_parts_ * B_);
+    GZpart_.resize(B_, n_parts_ * B_);
     Cx_.resize(B_, B_);
     Cw_.resize(B_, B_);
     yblk_.resize(cap);
@@ -449,14 +463,14 @@ class StiefelKernel {
     return true;
   }
 
-  // Cx, Cw of the step whose Z_J is in Zj_ and whose columns start at c0 (labels in
+  // Cx, Cw of the step whose columns start at c0, from GZ_ = Z_J^T Z_J (double; labels in
   // yblk_, Grams of the samples in Xg_); log_growth = log of the bound on ||M||^2 with
   // M = I + Z_J Cw Z_J^T (E+ = M^T E M, as X_J^T W_j = Z_J^T).  False: non-finite.
   bool step_coefficients(Index c0, double& log_growth) {
     const double Nd = static_cast<double>(N_);
     if (B_ == 1) {
       // MODEL.md §2: v = g a x + (c - g a) p with a = (1 + s)^{-1/2}
-      const double zz = Zj_.col(0).template cast<double>().squaredNorm();
+      const double zz = GZ_(0, 0);
       const double xx = static_cast<double>(Xg_(c0, c0));
       const double e = zz - Nd - yblk_[c0];
       const double g = -2.0 * lr_ * e;
@@ -476,8 +490,6 @@ class StiefelKernel {
     // L Z^T Z L = Q D Q^T, h(D) = ((1 + D)^{-1/2} - 1) / D, and
     // W+ = W + U Z^T + (W Z L Q + U H) h(D) (L Q)^T Z^T,  H = Z^T Z L Q, which is
     //   Cx = g diag(e) (I + H h(D) (LQ)^T),   Cw = LQ h(D) (LQ)^T - Cx.
-    smallT_.noalias() = Zj_.transpose() * Zj_;
-    GZ_ = smallT_.template cast<double>();
     GX_ = Xg_.block(c0, c0, B_, B_).template cast<double>();
     const double g = -2.0 * lr_ / static_cast<double>(B_);
     bool ok = true;
@@ -507,6 +519,78 @@ class StiefelKernel {
     return std::isfinite(log_growth);
   }
 
+  // ------------------------------------------------------------ per-step small work
+  // The O(N c) part of a step of the blocked engine, in two passes over row parts of the
+  // N x c matrices (c0 = columns before step j, J = its B columns):
+  //   z pass:  Z_J = P_J + Zm Tmp,  GZ = Z_J^T Z_J,  Q = Zm^T Z_J   (one read of Zm)
+  //   b pass:  Bm_J = Z_J Cw + Bm Sx,  Tmp' = Bm^T P_{J+1}          (one read of Bm)
+  // with Sx = Zm^T Z_J Cw = Q Cw and Tmp' completed by Am^T G (c x c).  Each part writes
+  // its own partial GZ, Q and Tmp', summed in part order, so that the result does not
+  // depend on the thread count.  The parts are fixed by N alone.
+  static constexpr Index kSmallParallel = Index(1) << 16;  // N * cap above which parts run threaded
+  static Index small_part_rows(Index N) {
+    const Index target = (N + 31) / 32;  // at most 32 parts
+    return std::max<Index>(64, (target + 7) / 8 * 8);
+  }
+  template <class F>
+  void for_parts(F&& f) {
+    slabs::for_each(n_parts_, small_threads_ok_ ? threads_ : Index(1), f);
+  }
+
+  void small_step_z(Index c0) {
+    for_parts([&](Index p) {
+      const Index n0 = p * part_rows_, nb = std::min<Index>(part_rows_, N_ - n0);
+      auto zj = Zm_.block(n0, c0, nb, B_);
+      zj = Pm_.block(n0, c0, nb, B_);
+      if (c0 > 0) {
+        auto Zp = Zm_.block(n0, 0, nb, c0);
+        zj.noalias() += Zp * Tmp_.topRows(c0);
+        Qpart_.block(0, p * B_, c0, B_).noalias() = Zp.transpose() * zj;
+      }
+      auto gz = GZpart_.middleCols(p * B_, B_);
+      if constexpr (std::is_same_v<T, double>) {
+        gz.noalias() = zj.transpose() * zj;
+      } else {
+        for (Index a = 0; a < B_; ++a)
+          for (Index b = 0; b <= a; ++b) {
+            double acc = 0.0;
+            for (Index i = 0; i < nb; ++i) acc += static_cast<double>(zj(i, a)) * static_cast<double>(zj(i, b));
+            gz(a, b) = gz(b, a) = acc;
+          }
+      }
+    });
+    GZ_ = GZpart_.leftCols(B_);
+    for (Index p = 1; p < n_parts_; ++p) GZ_ += GZpart_.middleCols(p * B_, B_);
+    if (c0 > 0) {
+      auto Q = Sx_.topRows(c0);  // holds Q until small_step_b turns it into Sx
+      Q = Qpart_.leftCols(B_).topRows(c0);
+      for (Index p = 1; p < n_parts_; ++p) Q += Qpart_.block(0, p * B_, c0, B_);
+    }
+  }
+
+  void small_step_b(Index c0, bool next) {
+    if (c0 > 0) {
+      Tmp_.topRows(c0).noalias() = Sx_.topRows(c0) * Cw_;  // Sx = Q Cw
+      Sx_.topRows(c0) = Tmp_.topRows(c0);
+      Am_.block(0, c0, c0, B_).noalias() = Am_.topLeftCorner(c0, c0) * Sx_.topRows(c0);
+    }
+    Am_.block(c0, c0, B_, B_) = Cx_;
+    Am_.block(c0 + B_, c0, cap_ - c0 - B_, B_).setZero();
+    const Index c1 = c0 + B_;
+    for_parts([&](Index p) {
+      const Index n0 = p * part_rows_, nb = std::min<Index>(part_rows_, N_ - n0);
+      auto bj = Bm_.block(n0, c0, nb, B_);
+      bj.noalias() = Zm_.block(n0, c0, nb, B_) * Cw_;
+      if (c0 > 0) bj.noalias() += Bm_.block(n0, 0, nb, c0) * Sx_.topRows(c0);
+      if (next) Tpart_.block(0, p * B_, c1, B_).noalias() = Bm_.block(n0, 0, nb, c1).transpose() * Pm_.block(n0, c1, nb, B_);
+    });
+    if (!next) return;
+    auto Tm = Tmp_.topRows(c1);
+    Tm = Tpart_.leftCols(B_).topRows(c1);
+    for (Index p = 1; p < n_parts_; ++p) Tm += Tpart_.block(0, p * B_, c1, B_);
+    Tm.noalias() += Am_.topLeftCorner(c1, c1).transpose() * Xg_.block(0, c1, c1, B_);
+  }
+
   AdvanceResult advance_blocked(T* W, std::int64_t steps, const T* X, const T* y) {
     AdvanceResult res;
     if (steps <= 0) return res;
@@ -532,35 +616,19 @@ class StiefelKernel {
       bool failed = false, probe = false;
       for (Index j = 0; j < k; ++j) {
         const Index c0 = j * B_;
-        if (c0 == 0) {
-          Zj_ = Pm_.leftCols(B_);
-        } else {
-          Tmp_.topRows(c0).noalias() = Bm_.leftCols(c0).transpose() * Pm_.middleCols(c0, B_);
-          Tmp_.topRows(c0).noalias() += Am_.topLeftCorner(c0, c0).transpose() * Xg_.block(0, c0, c0, B_);
-          Zj_ = Pm_.middleCols(c0, B_);
-          Zj_.noalias() += Zm_.leftCols(c0) * Tmp_.topRows(c0);
-        }
+        small_step_z(c0);  // Z_J into Zm_, GZ_ = Z_J^T Z_J, Q = Zm^T Z_J
         double log_growth = 0.0;
         if (!step_coefficients(c0, log_growth)) {
           failed = true;
           break;
         }
-        ZC_.noalias() = Zj_ * Cw_;
-        Bm_.middleCols(c0, B_) = ZC_;
-        if (c0 > 0) {
-          Sx_.topRows(c0).noalias() = Zm_.leftCols(c0).transpose() * ZC_;
-          Bm_.middleCols(c0, B_).noalias() += Bm_.leftCols(c0) * Sx_.topRows(c0);
-          Am_.block(0, c0, c0, B_).noalias() = Am_.topLeftCorner(c0, c0) * Sx_.topRows(c0);
-        }
-        Am_.block(c0, c0, B_, B_) = Cx_;
-        Am_.block(c0 + B_, c0, cap_ - c0 - B_, B_).setZero();
-        Zm_.middleCols(c0, B_) = Zj_;
+        small_step_b(c0, j + 1 < k);  // Bm_J, Am_J; Tmp for the next step
         m = j + 1;
         ++state_.t;
         ++state_.since;
         if (policy_.enabled) {
           state_.logbound += log_growth;
-          if (ortho_wanted()) {
+          if (ortho_urgent()) {  // otherwise a due probe waits for the end of the block
             probe = true;
             break;
           }
@@ -580,7 +648,8 @@ class StiefelKernel {
         return res;
       }
       bool recompute = !full && more;
-      if (probe && ortho_act(W)) recompute = more;
+      // A probe leaves W as it is (the next block's P stays valid); a correction does not.
+      if (policy_.enabled && ortho_wanted() && ortho_act(W)) recompute = more;
       if (!more) break;
       if (recompute) {
         Xn = xptr(done);
@@ -759,7 +828,10 @@ class StiefelKernel {
   // blocked engine
   Index cap_ = 0, rb_ = 0, slab_rows_ = 0, n_slabs_ = 0;
   std::vector<T> Xbuf_;
-  ColMat Pm_, Xg_, TX_, Ppart_, Gpart_, TXpart_, Ywork_, Bm_, Am_, Zm_, Zj_, ZC_, Tmp_, Sx_, Cx_, Cw_;
+  ColMat Pm_, Xg_, TX_, Ppart_, Gpart_, TXpart_, Ywork_, Bm_, Am_, Zm_, Tmp_, Sx_, Cx_, Cw_, Qpart_, Tpart_;
+  Dmat GZpart_;
+  Index part_rows_ = 0, n_parts_ = 1;
+  bool small_threads_ok_ = false;
   Mat Zt_;
   Eigen::VectorXd yblk_;
   // batch 1
