@@ -23,7 +23,7 @@ struct Layout {
 // Row blocks of about 64K elements of W (64 rows at N = 1024, 1024 rows at N = 64), so
 // that the GEMMs of a row block are large enough to run at speed while the block stays in
 // cache across its products.  Slabs: at most 32, whole row blocks, and partial sums
-// (N x cols per slab) no larger than W / 8 together (peak memory stays within 1.5 W plus a
+// (N x cols per slab) no larger than W / 16 together (peak memory stays within 1.5 W plus a
 // sample block).  Their number is rounded down to a multiple of 4 (or to 2), so that 2 and
 // 4 threads get equal shares: 5 slabs on 2 threads capped the speed-up at 5/3.  `base` is
 // the kernel's smallest row block.
@@ -35,7 +35,7 @@ inline Layout layout(Index d, Index N, Index cols, Index base) {
   Layout L;
   L.rb = std::max<Index>(base, std::min<Index>(1024, (65536 / N) / base * base));
   L.rb = std::max<Index>(base, std::min<Index>(L.rb, d / 8 / base * base));  // >= 8 slabs if d allows
-  const Index target = balanced_count(std::max<Index>(1, std::min<Index>(32, d / std::max<Index>(1, 8 * cols))));
+  const Index target = balanced_count(std::max<Index>(1, std::min<Index>(32, d / std::max<Index>(1, 16 * cols))));
   L.slab_rows = ((d + target - 1) / target + L.rb - 1) / L.rb * L.rb;
   L.n_slabs = (d + L.slab_rows - 1) / L.slab_rows;
   return L;
@@ -55,6 +55,22 @@ inline void for_each(Index n_slabs, Index threads, F& f) {
   (void)threads;
 #endif
   for (Index s = 0; s < n_slabs; ++s) f(s);
+}
+
+// f(p) for p in [0, n), dealt out cyclically (p, p + threads, ...), for work items of
+// unequal size such as the panels of a triangle.
+template <class F>
+inline void for_each_cyclic(Index n, Index threads, F& f) {
+#ifdef _OPENMP
+  if (threads > 1 && n > 1) {
+#pragma omp parallel for num_threads(static_cast<int>(threads)) schedule(static, 1)
+    for (Index p = 0; p < n; ++p) f(p);
+    return;
+  }
+#else
+  (void)threads;
+#endif
+  for (Index p = 0; p < n; ++p) f(p);
 }
 
 }  // namespace slabs

@@ -114,7 +114,6 @@ class StiefelKernel {
       Dw_.resize(B_);
     }
     if (K_blk_ > 1) setup_blocked();
-    Rpolar_.resize(N_, N_);
     blkd_.resize(kRowBlock, N_);
     blkd2_.resize(kRowBlock, N_);
     WtWd_.resize(N_, N_);
@@ -182,13 +181,34 @@ class StiefelKernel {
   }
 
   // Exact max|W^T W - I| (W^T W accumulated in double by row blocks; kept for apply_polar).
+  // The lower triangle is split into column panels fixed by N alone, dealt to the threads
+  // cyclically; every element is summed over the row blocks in order, so the result does
+  // not depend on the thread count.  (Serial, this O(d N^2) measurement at the end of each
+  // `run` had cost the 2-thread (16384, 1024) benchmark about 14%.)
   double measure_drift(const T* W) {
     Eigen::Map<const Mat> Wm(W, d_, N_);
     WtWd_.setZero();
-    for (Index i0 = 0; i0 < d_; i0 += kRowBlock) {
-      const Index nb = std::min<Index>(kRowBlock, d_ - i0);
-      blkd_.topRows(nb) = Wm.middleRows(i0, nb).template cast<double>();
-      WtWd_.template selfadjointView<Eigen::Lower>().rankUpdate(blkd_.topRows(nb).transpose());
+    const Index pw = std::max<Index>(32, (N_ + 15) / 16);
+    const Index n_panels = (N_ + pw - 1) / pw;
+    const Index th = N_ >= 128 ? threads_ : Index(1);
+    // float64 rows are used in place, 256 at a time; float32 rows are first widened into a
+    // buffer of kRowBlock rows (no further workspace: peak memory stays within 1.5 W)
+    const Index rows = std::is_same_v<T, double> ? kDriftRows : kRowBlock;
+    for (Index i0 = 0; i0 < d_; i0 += rows) {
+      const Index nb = std::min<Index>(rows, d_ - i0);
+      auto accumulate = [&](const auto& Bd) {
+        auto panel = [&](Index p) {
+          const Index j0 = p * pw, w = std::min<Index>(pw, N_ - j0);
+          WtWd_.block(j0, j0, N_ - j0, w).noalias() += Bd.rightCols(N_ - j0).transpose() * Bd.middleCols(j0, w);
+        };
+        slabs::for_each_cyclic(n_panels, th, panel);
+      };
+      if constexpr (std::is_same_v<T, double>) {
+        accumulate(Wm.middleRows(i0, nb));
+      } else {
+        blkd_.topRows(nb) = Wm.middleRows(i0, nb).template cast<double>();
+        accumulate(blkd_.topRows(nb));
+      }
     }
     WtWd_.template triangularView<Eigen::StrictlyUpper>() = WtWd_.transpose();
     return (WtWd_ - Dmat::Identity(N_, N_)).cwiseAbs().maxCoeff();
@@ -199,12 +219,13 @@ class StiefelKernel {
     MapW Wm(W, d_, N_);
     big_eig_.compute(WtWd_);
     // (W^T W)^{-1/2} = Q diag(ev^{-1/2}) Q^T
-    Rpolar_.noalias() = big_eig_.eigenvectors() * big_eig_.eigenvalues().cwiseSqrt().cwiseInverse().asDiagonal() *
-                        big_eig_.eigenvectors().transpose();
+    // (W^T W is no longer needed once decomposed: its storage holds the factor)
+    WtWd_.noalias() = big_eig_.eigenvectors() * big_eig_.eigenvalues().cwiseSqrt().cwiseInverse().asDiagonal() *
+                  big_eig_.eigenvectors().transpose();
     for (Index i0 = 0; i0 < d_; i0 += kRowBlock) {
       const Index nb = std::min<Index>(kRowBlock, d_ - i0);
       blkd_.topRows(nb) = Wm.middleRows(i0, nb).template cast<double>();
-      blkd2_.topRows(nb).noalias() = blkd_.topRows(nb) * Rpolar_;
+      blkd2_.topRows(nb).noalias() = blkd_.topRows(nb) * WtWd_;
       Wm.middleRows(i0, nb) = blkd2_.topRows(nb).template cast<T>();
     }
   }
@@ -238,6 +259,8 @@ class StiefelKernel {
   // Rows per block in the blocked passes over W (reductions over rows, such as Z = W^T X^T,
   // always run over these blocks in the same order, so every code path sums identically).
   static constexpr Index kRowBlock = 64;
+  // Rows per block of the exact drift measurement (deeper GEMMs than kRowBlock).
+  static constexpr Index kDriftRows = 256;
 
  private:
   // Samples of the k-th step of this call, which is SGD step t_abs of the run.
@@ -845,7 +868,7 @@ class StiefelKernel {
   Dmat Q_;
   Dvec Dw_;
   // re-orthonormalisation
-  Dmat WtWd_, Rpolar_, blkd_, blkd2_;
+  Dmat WtWd_, blkd_, blkd2_;
   Dmat probe_r_, probe_acc_, probe_v_;
   Eigen::SelfAdjointEigenSolver<Dmat> big_eig_;
 };
