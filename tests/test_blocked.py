@@ -167,3 +167,21 @@ def test_per_step_work_in_row_parts(batch, block):
         runs.append(sim)
     np.testing.assert_allclose(runs[0].W, seq.W, rtol=0, atol=1e-12)
     assert np.array_equal(runs[0].W, runs[1].W)
+
+
+@pytest.mark.parametrize("cls", [qf.StiefelSGD, qf.EuclideanSGD])
+def test_weights_start_on_a_cache_line(cls):
+    """W is copied into 64-byte aligned memory (NumPy's large arrays start 16 bytes past a
+    page), at construction, from a caller's W0 and after unpickling; it stays an ordinary
+    C-contiguous array that the kernel updates in place."""
+    import pickle
+
+    teacher = qf.Teacher.power_law(4096, 0.5, 1.0)
+    sim = cls(teacher, 64, lr=1e-3 / 4096, seed=1)
+    W0 = sim.W.copy()
+    for s in (sim, cls(teacher, 64, lr=1e-3 / 4096, seed=1, W0=W0), pickle.loads(pickle.dumps(sim))):
+        assert s.W.ctypes.data % 64 == 0 and s.W.flags.c_contiguous and s.W.flags.writeable
+        np.testing.assert_array_equal(s.W, W0)
+    before = sim.W.ctypes.data
+    sim.run(2 * sim.block)
+    assert sim.W.ctypes.data == before and not np.array_equal(sim.W, W0)
