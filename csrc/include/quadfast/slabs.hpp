@@ -41,36 +41,24 @@ inline Layout layout(Index d, Index N, Index cols, Index base) {
   return L;
 }
 
-// f(s) for every slab s in [0, n_slabs), on up to `threads` OpenMP threads (static
-// schedule); serially without OpenMP or with one thread.
+// f(s) for every slab s in [0, n_slabs), on up to `threads` OpenMP threads; serially
+// without OpenMP or with one thread.  By default each thread takes one contiguous run of
+// slabs (static schedule); `cyclic` deals them out one at a time (s, s + threads, ...),
+// for work items of unequal size such as the panels of a triangle.
 template <class F>
-inline void for_each(Index n_slabs, Index threads, F& f) {
+inline void for_each(Index n_slabs, Index threads, F& f, bool cyclic = false) {
 #ifdef _OPENMP
   if (threads > 1 && n_slabs > 1) {
-#pragma omp parallel for num_threads(static_cast<int>(threads)) schedule(static)
+    const int chunk = cyclic ? 1 : static_cast<int>((n_slabs + threads - 1) / threads);
+#pragma omp parallel for num_threads(static_cast<int>(threads)) schedule(static, chunk)
     for (Index s = 0; s < n_slabs; ++s) f(s);
     return;
   }
 #else
   (void)threads;
+  (void)cyclic;
 #endif
   for (Index s = 0; s < n_slabs; ++s) f(s);
-}
-
-// f(p) for p in [0, n), dealt out cyclically (p, p + threads, ...), for work items of
-// unequal size such as the panels of a triangle.
-template <class F>
-inline void for_each_cyclic(Index n, Index threads, F& f) {
-#ifdef _OPENMP
-  if (threads > 1 && n > 1) {
-#pragma omp parallel for num_threads(static_cast<int>(threads)) schedule(static, 1)
-    for (Index p = 0; p < n; ++p) f(p);
-    return;
-  }
-#else
-  (void)threads;
-#endif
-  for (Index p = 0; p < n; ++p) f(p);
 }
 
 }  // namespace slabs

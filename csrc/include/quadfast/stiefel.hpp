@@ -201,7 +201,7 @@ class StiefelKernel {
           const Index j0 = p * pw, w = std::min<Index>(pw, N_ - j0);
           WtWd_.block(j0, j0, N_ - j0, w).noalias() += Bd.rightCols(N_ - j0).transpose() * Bd.middleCols(j0, w);
         };
-        slabs::for_each_cyclic(n_panels, th, panel);
+        slabs::for_each(n_panels, th, panel, /*cyclic=*/true);
       };
       if constexpr (std::is_same_v<T, double>) {
         accumulate(Wm.middleRows(i0, nb));
