@@ -501,16 +501,7 @@ class EuclidKernel {
       for (int l = 0; l < L; ++l) acc[l] += accpart_[sl * L + l];
     F_ = euclid_rows::reduce_lanes<T>(acc);
     if (Xn == nullptr) return;
-    Pm_.leftCols(kn) = Ppart_.leftCols(kn);
-    Xg_.topLeftCorner(kn, kn) = Gpart_.topLeftCorner(kn, kn);
-    if (need_tx) TX_.leftCols(kn) = TXpart_.leftCols(kn);
-    for (Index sl = 1; sl < n_slabs_; ++sl) {
-      Pm_.leftCols(kn) += Ppart_.middleCols(sl * K_, kn);
-      Xg_.topLeftCorner(kn, kn) += Gpart_.block(0, sl * K_, kn, kn);
-      if (need_tx) TX_.leftCols(kn) += TXpart_.middleCols(sl * K_, kn);
-    }
-    Xg_.topLeftCorner(kn, kn).template triangularView<Eigen::StrictlyUpper>() =
-        Xg_.topLeftCorner(kn, kn).transpose();
+    slabs::reduce_partials(Pm_, Xg_, TX_, Ppart_, Gpart_, TXpart_, n_slabs_, K_, kn, need_tx);
   }
 
   // Teacher label of column `col` of the current block (sample number `sample`): from

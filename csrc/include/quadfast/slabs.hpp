@@ -61,5 +61,23 @@ inline void for_each(Index n_slabs, Index threads, F& f, bool cyclic = false) {
   for (Index s = 0; s < n_slabs; ++s) f(s);
 }
 
+// The end of a pass that accumulated, per slab s, partial P (N x cn), G = X^T X (lower
+// triangle of cn x cn) and, when `tx`, Theta^T X (r x cn) in the columns [s stride,
+// s stride + cn) of the *part matrices: their sums in slab order (so that the result does
+// not depend on the thread count), with G made symmetric.
+template <class M>
+inline void reduce_partials(M& P, M& G, M& TX, const M& Ppart, const M& Gpart, const M& TXpart, Index n_slabs,
+                            Index stride, Index cn, bool tx) {
+  P.leftCols(cn) = Ppart.leftCols(cn);
+  G.topLeftCorner(cn, cn) = Gpart.topLeftCorner(cn, cn);
+  if (tx) TX.leftCols(cn) = TXpart.leftCols(cn);
+  for (Index s = 1; s < n_slabs; ++s) {
+    P.leftCols(cn) += Ppart.middleCols(s * stride, cn);
+    G.topLeftCorner(cn, cn) += Gpart.block(0, s * stride, cn, cn);
+    if (tx) TX.leftCols(cn) += TXpart.middleCols(s * stride, cn);
+  }
+  G.topLeftCorner(cn, cn).template triangularView<Eigen::StrictlyUpper>() = G.topLeftCorner(cn, cn).transpose();
+}
+
 }  // namespace slabs
 }  // namespace quadfast

@@ -435,16 +435,7 @@ class StiefelKernel {
     });
     if (Xn == nullptr) return;
     // partial sums in slab order: independent of the thread count
-    Pm_.leftCols(cn) = Ppart_.leftCols(cn);
-    Xg_.topLeftCorner(cn, cn) = Gpart_.topLeftCorner(cn, cn);
-    if (need_tx) TX_.leftCols(cn) = TXpart_.leftCols(cn);
-    for (Index s = 1; s < n_slabs_; ++s) {
-      Pm_.leftCols(cn) += Ppart_.middleCols(s * cap_, cn);
-      Xg_.topLeftCorner(cn, cn) += Gpart_.block(0, s * cap_, cn, cn);
-      if (need_tx) TX_.leftCols(cn) += TXpart_.middleCols(s * cap_, cn);
-    }
-    Xg_.topLeftCorner(cn, cn).template triangularView<Eigen::StrictlyUpper>() =
-        Xg_.topLeftCorner(cn, cn).transpose();
+    slabs::reduce_partials(Pm_, Xg_, TX_, Ppart_, Gpart_, TXpart_, n_slabs_, cap_, cn, need_tx);
   }
 
   // Teacher label of column `col` of the current block (sample number `sample`).
