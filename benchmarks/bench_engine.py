@@ -1,7 +1,10 @@
 """The blocked engine (MODEL.md §3) at extensive width: threads, float32, the flop rate
 as a fraction of the machine's dgemm rate, and the width-1 step against NumPy's sampler.
 
-Every figure is seconds per SGD step with batch 1 and sampling included.  The dgemm rate
+Every figure is seconds per SGD step with batch 1 and sampling included, timed with
+``run(steps, record=[])``: the steps alone, as the NumPy baselines are.  A record point
+(risk, alignment and the exact max|W^T W - I|, O(d N^2)) is timed on its own
+(test_record_point).  The dgemm rate
 is NumPy's (OpenBLAS) float64 matrix product measured in the same run; the flop count of
 a step is 6 d N (MODEL.md §3).  Run together with bench_stiefel.py so that the table also
 shows the ratios to the NumPy rank-one step and to the reference from the same run:
@@ -42,9 +45,21 @@ def test_engine(benchmark, case, record_per_step):
     steps = min(steps, 20000 // sim.block * sim.block)
     sim.run(sim.block)
     benchmark.group = f"engine d={d} N={n}"
-    benchmark.pedantic(sim.run, args=(steps,), rounds=5, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(sim.run, args=(steps, []), rounds=5, iterations=1, warmup_rounds=1)
     assert sim.orth_error() < sim.reortho_tol
     record_per_step(("engine", d, n, dtype, threads), "quadfast", benchmark, steps)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_record_point(benchmark, request, threads, record_per_step):
+    """What one record point of run() costs (risk, alignment, exact max|W^T W - I|), in
+    seconds: not included in the per-step figures."""
+    d, n = (1024, 32) if request.config.getoption("--quick") else (16384, 1024)
+    sim = _sim(d, n, "float64", threads)
+    benchmark.group = "record point"
+    traj = benchmark.pedantic(sim.run, args=(0,), rounds=3, iterations=1, warmup_rounds=1)
+    assert traj.orth_error[0] == sim.orth_error() < 1e-12
+    record_per_step(("engine", "record", d, n, threads), "quadfast", benchmark, 1)
 
 
 def test_threads_bit_identical(case):

@@ -87,7 +87,7 @@ def test_kernel(benchmark, size, impl):
     steps = _steps(d, n, 1.5e8, sim.block)
     sim.run(sim.block)
     benchmark.group = f"euclid d={d} N={n}"
-    benchmark.pedantic(sim.run, args=(steps,), rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(sim.run, args=(steps, []), rounds=3, iterations=1, warmup_rounds=1)  # steps alone
     assert np.isfinite(sim.W).all() and sim.steps_done >= sim.block + steps
     if impl.startswith("stiefel"):
         assert sim.orth_error() < 1e-12

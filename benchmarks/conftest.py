@@ -110,7 +110,7 @@ def pytest_sessionfinish(session, exitstatus):
 def _engine_table():
     """bench_engine.py: seconds per step, flop rate against dgemm, threads, float32."""
     eng = {k: v for k, v in TIMINGS.items() if isinstance(k, tuple) and k and k[0] == "engine"}
-    cases = sorted(k for k in eng if len(k) == 5)
+    cases = sorted(k for k in eng if len(k) == 5 and k[1] != "record")
     if not cases:
         return []
     spf = eng.get(("engine", "dgemm"), {}).get("flops")  # seconds per flop of dgemm
@@ -134,6 +134,13 @@ def _engine_table():
                    f"{'-' if r1 is None else f'{r1 / t:.1f}x'} | {'-' if ref is None else f'{ref / t:.0f}x'} | "
                    f"{'-' if one is None or threads == 1 else f'{one / t:.2f}x'} | "
                    f"{'-' if f64 is None or dtype == 'float64' else f'{f64 / t:.2f}x'} |")
+    for key in sorted(k for k in eng if len(k) == 5 and k[1] == "record"):
+        _, _, d, n, threads = key
+        t = eng[key]["quadfast"]
+        step = eng.get(("engine", d, n, "float64", threads), {}).get("quadfast")
+        out.append(f"- a record point of run() (risk, alignment, exact max|W^T W - I|) at ({d}, {n}), {threads} "
+                   f"thread(s): {t:.3g} s" + ("" if step is None else f", the time of {t / step:.0f} steps")
+                   + "; not in the per-step figures")
     for key in sorted(k for k in eng if len(k) == 3 and k[1] == "normals"):
         d = key[2]
         tn = eng[key]["numpy"]

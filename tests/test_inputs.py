@@ -91,7 +91,7 @@ def test_step_rejects_and_loses_nothing(teacher):
 
 def test_run_rejects_bad_record(teacher):
     sim = qf.StiefelSGD(teacher, 3, lr=1e-3)
-    for rec in ([5, 3], [0, 11], [1.5], []):
+    for rec in ([5, 3], [0, 11], [1.5], [[]], [[1, 2]]):
         with pytest.raises(ValueError, match="record"):
             sim.run(10, record=rec)
     with pytest.raises(ValueError, match="steps"):

@@ -219,6 +219,18 @@ def test_trajectory_records():
     assert np.array_equal(sim.W, other.W)
 
 
+@pytest.mark.parametrize("cls", [qf.StiefelSGD, qf.EuclideanSGD])
+def test_empty_record_steps_without_statistics(cls):
+    """record=[] advances the same steps, to the same bits, and records nothing."""
+    teacher = qf.Teacher.power_law(200, 0.5, 1.0)
+    sims = [cls(teacher, 12, lr=2e-4, seed=3) for _ in range(2)]
+    traj = sims[0].run(700, record=[])
+    sims[1].run(700)
+    assert sims[0].steps_done == 700 and np.array_equal(sims[0].W, sims[1].W)
+    assert len(traj) == 0 and traj.alignment.shape == (0, teacher.r) and traj.risk.shape == (0,)
+    assert sims[0].last_trajectory is traj
+
+
 def _flow_vs_sgd(lr_d, seeds, d=200, N=4, t_max=3.0):
     """Per-record mean and standard error over seeds of R_sgd(t) - R_flow(t), where the
     flow (quadfast.riccati's exact closed form) starts from each run's own W0."""

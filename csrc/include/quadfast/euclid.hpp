@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "quadfast/packed_gemm.hpp"
 #include "quadfast/rng.hpp"
 #include "quadfast/rowpass.hpp"
 #include "quadfast/slabs.hpp"
@@ -183,6 +184,7 @@ class EuclidKernel {
   static constexpr int L = euclid_rows::kLanes<T>;
   // Rows per block of the blocked pass (a multiple of euclid_rows::kGroup).
   static constexpr Index kRowBlock = 64;
+  static constexpr Index kPackedMinWidth = 32;  // as StiefelKernel
   // A step is refused (divergence) when it would make ||W||_F^2 exceed this: W stays finite
   // and so do the sums formed from it (z = W^T x in T, ||z||^2 in double).
   static constexpr double kMaxNorm2 = sizeof(T) == sizeof(float) ? 1e60 : 1e280;
@@ -219,6 +221,8 @@ class EuclidKernel {
       }
       Zm_.resize(N_, K_);
       CZt_.resize(K_, N_);
+      packed_ = N_ >= kPackedMinWidth;
+      if (packed_) packCZ_.setup(N_, K_, rb_);
       cvec_.resize(K_);
       uvec_.resize(K_);
       zvec_.resize(N_);
@@ -458,6 +462,7 @@ class EuclidKernel {
     MapW Wm(W, d_, N_);
     const T* theta = label_.view().directions;
     const Index r = label_.view().r;
+    if (Xa != nullptr && packed_) packCZ_.pack(CZt_.data(), N_, N_, ma);  // CZt_^T: N x ma, column-major
     auto slab = [&](Index sl) {
       const Index r0 = sl * slab_rows_, r1 = std::min<Index>(d_, r0 + slab_rows_);
       auto Pp = Ppart_.middleCols(sl * K_, kn);
@@ -474,7 +479,10 @@ class EuclidKernel {
         if (Xa != nullptr) {
           if (s != T(1)) Wb *= s;
           StridedX Xab(Xa + i0, nb, ma, Eigen::OuterStride<>(d_));
-          Wb.noalias() += Xab * CZt_.topRows(ma);
+          if (packed_)  // W_b^T += (CZ^T)^T X_b^T with CZ^T packed once for all row blocks
+            packCZ_.template gemm_add<Eigen::RowMajor>(Wb.data(), N_, Xa + i0, d_, nb);
+          else
+            Wb.noalias() += Xab * CZt_.topRows(ma);
         }
         if (Xn != nullptr) {
           if (draw)  // the rows just consumed now hold the next block's samples
@@ -606,6 +614,8 @@ class EuclidKernel {
   std::vector<double> accpart_;
   ColMat Pm_, Xg_, Zm_, Ppart_, Gpart_, TX_, TXpart_;
   Mat CZt_;
+  pgemm::PackedLhs<T> packCZ_;  // CZt_^T (N x ma) in the micro-kernel's layout
+  bool packed_ = false;
   Vec<T> cvec_, uvec_, zvec_;
   Eigen::VectorXd yblk_;
 };

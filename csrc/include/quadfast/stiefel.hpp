@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "quadfast/jacobi.hpp"
+#include "quadfast/packed_gemm.hpp"
 #include "quadfast/rng.hpp"
 #include "quadfast/rowpass.hpp"
 #include "quadfast/slabs.hpp"
@@ -259,6 +260,9 @@ class StiefelKernel {
   // Rows per block in the blocked passes over W (reductions over rows, such as Z = W^T X^T,
   // always run over these blocks in the same order, so every code path sums identically).
   static constexpr Index kRowBlock = 64;
+  // Widths from which Bm and Zm are packed once per block (below, Eigen's products,
+  // whose GEMV paths suit N = 1)
+  static constexpr Index kPackedMinWidth = 32;
   // Rows per block of the exact drift measurement (deeper GEMMs than kRowBlock).
   static constexpr Index kDriftRows = 256;
 
@@ -369,7 +373,13 @@ class StiefelKernel {
     Bm_.resize(N_, cap);
     Am_.resize(cap, cap);
     Zm_.resize(N_, cap);
-    Zt_.resize(cap, N_);
+    packed_ = N_ >= kPackedMinWidth;
+    if (packed_) {
+      packBm_.setup(rb_, N_, cap);
+      packZm_.setup(N_, cap, rb_);
+    } else {
+      Zt_.resize(cap, N_);
+    }
     Tmp_.resize(cap, B_);
     Sx_.resize(cap, B_);
     GZ_.resize(B_, B_);
@@ -395,7 +405,14 @@ class StiefelKernel {
   // G (and Theta^T X for an explicit-frame teacher) of the `cn` columns of the next
   // block, whose first step is `tn`, drawing them first into Xbuf_ when `draw`.
   void pass(MapW& Wm, const T* Xa, Index ma, const T* Xn, Index cn, std::int64_t tn, bool draw, bool need_tx) {
-    if (Xa != nullptr) Zt_.topRows(ma) = Zm_.leftCols(ma).transpose();
+    if (Xa != nullptr) {
+      if (packed_) {  // Bm and Zm packed once for all row blocks (packed_gemm.hpp)
+        packBm_.pack(Bm_.data(), N_, N_, ma);
+        packZm_.pack(Zm_.data(), N_, N_, ma);
+      } else {
+        Zt_.topRows(ma) = Zm_.leftCols(ma).transpose();
+      }
+    }
     const T* theta = label_.view().directions;
     const Index r = label_.view().r;
     for_slabs([&](Index s) {
@@ -413,9 +430,18 @@ class StiefelKernel {
         if (Xa != nullptr) {
           StridedX Xab(Xa + i0, nb, ma, Eigen::OuterStride<>(d_));
           auto Y = Ywork_.block(0, s * cap_, nb, ma);
-          Y.noalias() = Wb * Bm_.leftCols(ma);
-          Y.noalias() += Xab * Am_.topLeftCorner(ma, ma);
-          Wb.noalias() += Y * Zt_.topRows(ma);
+          if (packed_) {
+            // the same products and bits as the expressions below, without re-packing
+            // Bm and Zm for every row block: Y = W_b Bm, and W_b^T += Zm Y^T
+            Y.setZero();
+            packBm_.template gemm_add<Eigen::RowMajor>(Y.data(), rb_, Wb.data(), N_, nb);
+            Y.noalias() += Xab * Am_.topLeftCorner(ma, ma);
+            packZm_.template gemm_add<Eigen::RowMajor>(Wb.data(), N_, Y.data(), rb_, nb);
+          } else {
+            Y.noalias() = Wb * Bm_.leftCols(ma);
+            Y.noalias() += Xab * Am_.topLeftCorner(ma, ma);
+            Wb.noalias() += Y * Zt_.topRows(ma);
+          }
         }
         if (Xn != nullptr) {
           if (draw)  // the rows just consumed now hold the next block's samples
@@ -847,6 +873,9 @@ class StiefelKernel {
   Index part_rows_ = 0, n_parts_ = 1;
   bool small_threads_ok_ = false;
   Mat Zt_;
+  pgemm::PackedRhs<T> packBm_;
+  pgemm::PackedLhs<T> packZm_;
+  bool packed_ = false;
   Eigen::VectorXd yblk_;
   // batch 1
   Vec<T> z_, znext_;
