@@ -26,6 +26,10 @@
 
 #include "quadfast/rng.hpp"
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -100,6 +104,31 @@ inline void pass1(const Problem& p, double* g, const double* v, const double* w,
   double ay[L] = {}, aq[L] = {}, al[L] = {};
   const std::int64_t M = p.M;
   std::int64_t i = 0;
+#if defined(__AVX2__)
+  // The same operations lane by lane, the eight partial sums in two registers (GCC had
+  // vectorised the loop below with shuffles and scalar adds; perf: half the kernel's time).
+  {
+    __m256d ay_lo = _mm256_setzero_pd(), ay_hi = ay_lo, aq_lo = ay_lo, aq_hi = ay_lo, al_lo = ay_lo, al_hi = ay_lo;
+    auto half = [&](std::int64_t j, __m256d& ayh, __m256d& aqh, __m256d& alh) {
+      const __m256d x = _mm256_mul_pd(_mm256_loadu_pd(p.sqrt_lam + j), _mm256_loadu_pd(g + j));
+      _mm256_storeu_pd(g + j, x);
+      ayh = _mm256_add_pd(ayh, _mm256_mul_pd(_mm256_loadu_pd(p.theta + j), x));
+      const __m256d vj = _mm256_loadu_pd(v + j);
+      aqh = _mm256_add_pd(aqh, _mm256_mul_pd(x, _mm256_mul_pd(vj, vj)));
+      if (Lin) alh = _mm256_add_pd(alh, _mm256_mul_pd(x, _mm256_loadu_pd(w + j)));
+    };
+    for (; i + L <= M; i += L) {
+      half(i, ay_lo, aq_lo, al_lo);
+      half(i + 4, ay_hi, aq_hi, al_hi);
+    }
+    _mm256_storeu_pd(ay, ay_lo);
+    _mm256_storeu_pd(ay + 4, ay_hi);
+    _mm256_storeu_pd(aq, aq_lo);
+    _mm256_storeu_pd(aq + 4, aq_hi);
+    _mm256_storeu_pd(al, al_lo);
+    _mm256_storeu_pd(al + 4, al_hi);
+  }
+#endif
   for (; i + L <= M; i += L) {
     for (int k = 0; k < L; ++k) {
       const double x = p.sqrt_lam[i + k] * g[i + k];
