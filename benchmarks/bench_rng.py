@@ -4,7 +4,8 @@ float64 and float32, into a preallocated array) against
 same process and run.  The conftest prints the table with the ratios.
 
 Shapes (streams x length), 2**14 or 2**20 normals per call:
-  (1, 2**14), (1, 2**20): one stream, positions hashed on the fly;
+  (1, 2**14): one stream, with the process-wide table of position hashes (rows up to 2**17);
+  (1, 2**20): one stream, positions hashed on the fly (two hashes per normal);
   (64, 2**14): 64 rows of d = 16384 (64 samples of a d = 16384 run): one shared table of
   position hashes, the path the Stiefel kernel uses.
 
