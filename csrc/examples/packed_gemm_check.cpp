@@ -37,7 +37,7 @@ bool check(Eigen::Index nb, Eigen::Index N, Eigen::Index c, Eigen::Index c_used,
   quadfast::pgemm::PackedLhs<T> pz;
   pb.setup(nb, N, c);
   pz.setup(N, c, nb);
-  pb.pack(Bm.data(), N, N, c_used);
+  pb.pack(Bm.data(), N, c_used, N);
   pz.pack(Zm.data(), N, N, c_used);
   ColMat Y1 = ColMat::Zero(nb, c);
   pb.template gemm_add<Eigen::RowMajor>(Y1.data(), nb, W.data(), N, nb);

@@ -44,15 +44,6 @@ using Gebp = ei::gebp_kernel<T, T, Index, ResMapper<T>, Traits<T>::mr, Traits<T>
 struct Blocking {
   Index kc = 0, mc = 0, nc = 0;
 };
-// Packed panels start on 64-byte boundaries (the micro-kernel uses aligned loads).
-inline Index padded(Index n) { return (n + 7) / 8 * 8; }
-// Elements of the packed panels of a (outer x depth) operand cut in (outer_blk x kc) panels.
-inline Index packed_size(Index outer, Index outer_blk, Index depth, Index kc) {
-  Index n = 0;
-  for (Index i = 0; i < outer; i += outer_blk)
-    for (Index k = 0; k < depth; k += kc) n += padded((std::min(i + outer_blk, outer) - i) * (std::min(k + kc, depth) - k));
-  return n;
-}
 template <class T>
 inline Blocking blocking(Index rows, Index cols, Index depth) {
   Index kc = depth, mc = rows, nc = cols;
@@ -60,134 +51,135 @@ inline Blocking blocking(Index rows, Index cols, Index depth) {
   return {kc, std::min(rows, mc), std::min(cols, nc)};
 }
 
-// B (depth x cols, column-major, leading dimension ldb) packed once, for products
-//   C (m x cols, column-major) += A (m x depth) B
-// with m <= rows and A in storage order `OrderA` (Eigen::RowMajor for a row block of W).
-// setup() fixes the blocking for the largest shape (rows, depth, cols) and allocates;
-// pack() then accepts any depth and cols up to those and allocates nothing.
-template <class T>
-class PackedRhs {
+// Packed panels start on 64-byte boundaries (the micro-kernel uses aligned loads).
+inline Index padded(Index n) { return (n + 7) / 8 * 8; }
+
+// The (a_n x b_n) grid cut in (a_blk x b_blk) panels, a outer: f(a, am, b, bm, offset)
+// with the offsets of the panels stored one after another in that order.  Returns the
+// total storage.
+template <class F>
+inline Index for_panels(Index a_n, Index a_blk, Index b_n, Index b_blk, F&& f) {
+  Index off = 0;
+  for (Index a = 0; a < a_n; a += a_blk) {
+    const Index am = std::min(a + a_blk, a_n) - a;
+    for (Index b = 0; b < b_n; b += b_blk) {
+      const Index bm = std::min(b + b_blk, b_n) - b;
+      f(a, am, b, bm, off);
+      off += padded(am * bm);
+    }
+  }
+  return off;
+}
+inline Index packed_size(Index a_n, Index a_blk, Index b_n, Index b_blk) {
+  return for_panels(a_n, a_blk, b_n, b_blk, [](Index, Index, Index, Index, Index) {});
+}
+inline Index panel_offset(Index a_n, Index a_blk, Index b_n, Index b_blk, Index a0, Index b0) {
+  Index at = 0;
+  for_panels(a_n, a_blk, b_n, b_blk, [&](Index a, Index, Index b, Index, Index off) {
+    if (a == a0 && b == b0) at = off;
+  });
+  return at;
+}
+
+// Eigen's sequential GEMM loop (general_matrix_matrix_product::run): C (rows x cols) += A B
+// over (mc x kc) panels of A and (kc x nc) panels of B, i2 outer, then k2, then j2, with
+// the packed panels from lhs_panel(i2, mc, k2, kc) (once per (i2, k2)) and
+// rhs_panel(k2, kc, j2, nc).
+template <class T, class LhsPanel, class RhsPanel>
+inline void drive(const ResMapper<T>& res, Index rows, Index depth, Index cols, const Blocking& blk,
+                  LhsPanel&& lhs_panel, RhsPanel&& rhs_panel) {
+  Gebp<T> gebp;
+  for_panels(rows, blk.mc, depth, blk.kc, [&](Index i2, Index mc, Index k2, Index kc, Index) {
+    const T* A = lhs_panel(i2, mc, k2, kc);
+    for (Index j2 = 0; j2 < cols; j2 += blk.nc) {
+      const Index nc = std::min(j2 + blk.nc, cols) - j2;
+      gebp(res.getSubMapper(i2, j2), A, rhs_panel(k2, kc, j2, nc), mc, kc, nc, T(1));
+    }
+  });
+}
+
+// One operand of C += A B packed once, for many products with the other operand:
+//   Side::Rhs: B (depth x cols), for C (m x cols) += A (m x depth) B with m <= rows
+//              (A a row block of W, in storage order Eigen::RowMajor);
+//   Side::Lhs: A (rows x depth), for C (rows x m) += A B (depth x m) with m <= cols
+//              (B the transpose of a column-major row-block product: Eigen::RowMajor).
+// The packed operand is column-major with leading dimension ld.  setup() fixes the
+// blocking for the largest shape (rows, depth, cols) and allocates; pack() then accepts
+// any smaller depth and outer size (cols for Rhs, rows for Lhs) and allocates nothing.
+enum class Side { Lhs, Rhs };
+
+template <class T, Side S>
+class Packed {
  public:
   void setup(Index rows, Index depth, Index cols) {
     blk_ = blocking<T>(rows, cols, depth);
-    buf_.resize(packed_size(cols, blk_.nc, depth, blk_.kc));
+    buf_.resize(S == Side::Rhs ? packed_size(depth, blk_.kc, cols, blk_.nc) : packed_size(rows, blk_.mc, depth, blk_.kc));
   }
-  void pack(const T* B, Index ldb, Index depth, Index cols) {
+  void pack(const T* M, Index ld, Index outer, Index depth) {
+    outer_ = outer;
     depth_ = depth;
-    cols_ = cols;
-    eigen_assert(packed_size(cols, blk_.nc, depth, blk_.kc) <= buf_.size());
-    const ConstMapper<T, Eigen::ColMajor> rhs(B, ldb);
-    PackRhs<T, Eigen::ColMajor> pack_rhs;
-    T* out = buf_.data();
-    for (Index k2 = 0; k2 < depth; k2 += blk_.kc) {
-      const Index kc = std::min(k2 + blk_.kc, depth) - k2;
-      for (Index j2 = 0; j2 < cols; j2 += blk_.nc) {
-        const Index nc = std::min(j2 + blk_.nc, cols) - j2;
-        pack_rhs(out, rhs.getSubMapper(k2, j2), kc, nc);
-        out += padded(kc * nc);
-      }
+    const ConstMapper<T, Eigen::ColMajor> src(M, ld);
+    if constexpr (S == Side::Rhs) {
+      PackRhs<T, Eigen::ColMajor> pack_rhs;
+      eigen_assert(packed_size(depth, blk_.kc, outer, blk_.nc) <= buf_.size());
+      for_panels(depth, blk_.kc, outer, blk_.nc, [&](Index k2, Index kc, Index j2, Index nc, Index off) {
+        pack_rhs(buf_.data() + off, src.getSubMapper(k2, j2), kc, nc);
+      });
+    } else {
+      PackLhs<T, Eigen::ColMajor> pack_lhs;
+      eigen_assert(packed_size(outer, blk_.mc, depth, blk_.kc) <= buf_.size());
+      for_panels(outer, blk_.mc, depth, blk_.kc, [&](Index i2, Index mc, Index k2, Index kc, Index off) {
+        pack_lhs(buf_.data() + off, src.getSubMapper(i2, k2), kc, mc);
+      });
     }
   }
-  // C += A B for A (m x depth) with leading dimension lda, m <= rows.
-  template <int OrderA>
-  void gemm_add(T* C, Index ldc, const T* A, Index lda, Index m) const {
-    const ConstMapper<T, OrderA> lhs(A, lda);
+  // C += A B with the other operand X (m x depth for Rhs, depth x m for Lhs) in storage
+  // order `Order`, leading dimension ldx; C column-major with leading dimension ldc.
+  template <int Order>
+  void gemm_add(T* C, Index ldc, const T* X, Index ldx, Index m) const {
+    const ConstMapper<T, Order> other(X, ldx);
     const ResMapper<T> res(C, ldc);
-    PackLhs<T, OrderA> pack_lhs;
-    Gebp<T> gebp;
-    const Index mcap = std::min(m, blk_.mc);
-    ei_declare_aligned_stack_constructed_variable(T, blockA, static_cast<std::size_t>(mcap * blk_.kc), 0);
-    for (Index i2 = 0; i2 < m; i2 += blk_.mc) {
-      const Index mc = std::min(i2 + blk_.mc, m) - i2;
-      const T* packed = buf_.data();
-      for (Index k2 = 0; k2 < depth_; k2 += blk_.kc) {
-        const Index kc = std::min(k2 + blk_.kc, depth_) - k2;
-        pack_lhs(blockA, lhs.getSubMapper(i2, k2), kc, mc);
-        for (Index j2 = 0; j2 < cols_; j2 += blk_.nc) {
-          const Index nc = std::min(j2 + blk_.nc, cols_) - j2;
-          gebp(res.getSubMapper(i2, j2), blockA, packed, mc, kc, nc, T(1));
-          packed += padded(kc * nc);
-        }
-      }
+    const T* mine = buf_.data();
+    if constexpr (S == Side::Rhs) {
+      // the row block's panels of A are packed as they are needed (Eigen's order)
+      PackLhs<T, Order> pack_lhs;
+      ei_declare_aligned_stack_constructed_variable(T, blockA, static_cast<std::size_t>(std::min(m, blk_.mc) * blk_.kc), 0);
+      drive<T>(
+          res, m, depth_, outer_, blk_,
+          [&](Index i2, Index mc, Index k2, Index kc) {
+            pack_lhs(blockA, other.getSubMapper(i2, k2), kc, mc);
+            return static_cast<const T*>(blockA);
+          },
+          [&](Index k2, Index, Index j2, Index) {
+            return mine + panel_offset(depth_, blk_.kc, outer_, blk_.nc, k2, j2);
+          });
+    } else {
+      // B is packed whole first (on the stack, as Eigen's own product does for its panels)
+      PackRhs<T, Order> pack_rhs;
+      ei_declare_aligned_stack_constructed_variable(T, blockB, static_cast<std::size_t>(packed_size(depth_, blk_.kc, m, blk_.nc)), 0);
+      for_panels(depth_, blk_.kc, m, blk_.nc, [&](Index k2, Index kc, Index j2, Index nc, Index off) {
+        pack_rhs(blockB + off, other.getSubMapper(k2, j2), kc, nc);
+      });
+      drive<T>(
+          res, outer_, depth_, m, blk_,
+          [&](Index i2, Index, Index k2, Index) {
+            return mine + panel_offset(outer_, blk_.mc, depth_, blk_.kc, i2, k2);
+          },
+          [&](Index k2, Index, Index j2, Index) {
+            return static_cast<const T*>(blockB) + panel_offset(depth_, blk_.kc, m, blk_.nc, k2, j2);
+          });
     }
   }
-  Index cols() const noexcept { return cols_; }
 
  private:
   Blocking blk_;
-  Index depth_ = 0, cols_ = 0;
+  Index outer_ = 0, depth_ = 0;
   Eigen::Matrix<T, Eigen::Dynamic, 1> buf_;
 };
-
-// A (rows x depth, column-major, leading dimension lda) packed once, for products
-//   C (rows x n, column-major) += A B
-// with n <= cols and B in storage order `OrderB` (Eigen::RowMajor for the transpose of a
-// column-major row-block product).  setup() and pack() as for PackedRhs.
 template <class T>
-class PackedLhs {
- public:
-  void setup(Index rows, Index depth, Index cols) {
-    blk_ = blocking<T>(rows, cols, depth);
-    buf_.resize(packed_size(rows, blk_.mc, depth, blk_.kc));
-  }
-  void pack(const T* A, Index lda, Index rows, Index depth) {
-    rows_ = rows;
-    depth_ = depth;
-    eigen_assert(packed_size(rows, blk_.mc, depth, blk_.kc) <= buf_.size());
-    const ConstMapper<T, Eigen::ColMajor> lhs(A, lda);
-    PackLhs<T, Eigen::ColMajor> pack_lhs;
-    T* out = buf_.data();
-    for (Index i2 = 0; i2 < rows; i2 += blk_.mc) {
-      const Index mc = std::min(i2 + blk_.mc, rows) - i2;
-      for (Index k2 = 0; k2 < depth; k2 += blk_.kc) {
-        const Index kc = std::min(k2 + blk_.kc, depth) - k2;
-        pack_lhs(out, lhs.getSubMapper(i2, k2), kc, mc);
-        out += padded(mc * kc);
-      }
-    }
-  }
-  // C += A B for B (depth x n) with leading dimension ldb, n <= cols.  B is packed whole
-  // (depth x n elements on the stack, as Eigen's own product does for its panels).
-  template <int OrderB>
-  void gemm_add(T* C, Index ldc, const T* B, Index ldb, Index n) const {
-    const ConstMapper<T, OrderB> rhs(B, ldb);
-    const ResMapper<T> res(C, ldc);
-    PackRhs<T, OrderB> pack_rhs;
-    Gebp<T> gebp;
-    ei_declare_aligned_stack_constructed_variable(T, blockB, static_cast<std::size_t>(packed_size(n, blk_.nc, depth_, blk_.kc)), 0);
-    {
-      T* out = blockB;
-      for (Index k2 = 0; k2 < depth_; k2 += blk_.kc) {
-        const Index kc = std::min(k2 + blk_.kc, depth_) - k2;
-        for (Index j2 = 0; j2 < n; j2 += blk_.nc) {
-          const Index nc = std::min(j2 + blk_.nc, n) - j2;
-          pack_rhs(out, rhs.getSubMapper(k2, j2), kc, nc);
-          out += padded(kc * nc);
-        }
-      }
-    }
-    const T* packedA = buf_.data();
-    for (Index i2 = 0; i2 < rows_; i2 += blk_.mc) {
-      const Index mc = std::min(i2 + blk_.mc, rows_) - i2;
-      const T* packedB = blockB;
-      for (Index k2 = 0; k2 < depth_; k2 += blk_.kc) {
-        const Index kc = std::min(k2 + blk_.kc, depth_) - k2;
-        for (Index j2 = 0; j2 < n; j2 += blk_.nc) {
-          const Index nc = std::min(j2 + blk_.nc, n) - j2;
-          gebp(res.getSubMapper(i2, j2), packedA, packedB, mc, kc, nc, T(1));
-          packedB += padded(kc * nc);
-        }
-        packedA += padded(mc * kc);
-      }
-    }
-  }
-  Index rows() const noexcept { return rows_; }
-
- private:
-  Blocking blk_;
-  Index rows_ = 0, depth_ = 0;
-  Eigen::Matrix<T, Eigen::Dynamic, 1> buf_;
-};
+using PackedRhs = Packed<T, Side::Rhs>;
+template <class T>
+using PackedLhs = Packed<T, Side::Lhs>;
 
 }  // namespace pgemm
 }  // namespace quadfast

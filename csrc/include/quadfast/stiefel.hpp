@@ -408,8 +408,8 @@ class StiefelKernel {
   void pass(MapW& Wm, const T* Xa, Index ma, const T* Xn, Index cn, std::int64_t tn, bool draw, bool need_tx) {
     if (Xa != nullptr) {
       if (packed_) {  // Bm and Zm packed once for all row blocks (packed_gemm.hpp)
-        packBm_.pack(Bm_.data(), N_, N_, ma);
-        packZm_.pack(Zm_.data(), N_, N_, ma);
+        packBm_.pack(Bm_.data(), N_, ma, N_);  // Bm: N x ma
+        packZm_.pack(Zm_.data(), N_, N_, ma);  // Zm: N x ma
       } else if (N_ == 1) {
         narrow_coefficients(ma);
       } else {
