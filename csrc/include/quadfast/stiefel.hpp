@@ -260,8 +260,8 @@ class StiefelKernel {
   // Rows per block in the blocked passes over W (reductions over rows, such as Z = W^T X^T,
   // always run over these blocks in the same order, so every code path sums identically).
   static constexpr Index kRowBlock = 64;
-  // Widths from which Bm and Zm are packed once per block (below, Eigen's products,
-  // whose GEMV paths suit N = 1)
+  // Widths from which Bm and Zm are packed once per block (packed_gemm.hpp); below,
+  // Eigen's products, and at N = 1 vector operations (narrow_update)
   static constexpr Index kPackedMinWidth = 32;
   // Rows per block of the exact drift measurement (deeper GEMMs than kRowBlock).
   static constexpr Index kDriftRows = 256;
@@ -378,7 +378,7 @@ class StiefelKernel {
     if (packed_) {
       packBm_.setup(rb_, N_, cap);
       packZm_.setup(N_, cap, rb_);
-    } else {
+    } else if (N_ > 1) {
       Zt_.resize(cap, N_);
     }
     Tmp_.resize(cap, B_);
