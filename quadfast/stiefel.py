@@ -205,7 +205,8 @@ class _OnlineSGD:
         steps : int
         record : array of int, optional
             Step counts *within this call* (0 = now, ``steps`` = end) at which to record the
-            statistics of :class:`Trajectory`; default: only the end.  An empty sequence
+            statistics of :class:`Trajectory`; default: only the end.  The call always
+            runs all ``steps``, also past the last record point.  An empty sequence
             records nothing and returns an empty Trajectory: a record point measures the
             exact ``max|W^T W - I|`` (O(d N^2), about 170 steps' worth of work at N = 1024),
             which a caller that times the steps alone, or computes its own statistics,
@@ -228,8 +229,10 @@ class _OnlineSGD:
             consistent and can continue.
         """
         steps = V.positive_int(steps, "steps", minimum=0)
-        silent = record is not None and np.size(record) == 0 and np.ndim(record) == 1
-        rec = np.array([steps], dtype=np.int64) if silent else _record_points(record, steps)
+        empty = record is not None and np.size(record) == 0 and np.ndim(record) == 1
+        rec = np.empty(0, dtype=np.int64) if empty else _record_points(record, steps)
+        # (target, record there?): the record points, then the end of the call
+        marks = [(int(t), True) for t in rec] + ([] if rec.size and rec[-1] == steps else [(steps, False)])
         start = self.steps_done
         rows: list[tuple] = []
         self.last_trajectory = None
@@ -240,7 +243,7 @@ class _OnlineSGD:
             bar = tqdm(total=steps, unit="step", unit_scale=True, desc=type(self).__name__, leave=True)
         per_step = None
         try:
-            for target in rec:
+            for target, recorded in marks:
                 while self.steps_done - start < target:
                     remaining = int(target - (self.steps_done - start))
                     n = remaining if per_step is None else max(1, min(remaining, int(chunk_seconds / per_step)))
@@ -259,11 +262,10 @@ class _OnlineSGD:
                     per_step = max(dt / n, 1e-9)
                     if bar is not None:
                         bar.update(n)
-                if not silent:
+                if recorded:
                     rows.append(self._stats())
-                    self.last_trajectory = _traj(rows, self.lr)
-            if silent:
-                self.last_trajectory = _traj(rows, self.lr, self.teacher.r)
+                    self.last_trajectory = _traj(rows, self.lr, self.teacher.r)
+            self.last_trajectory = _traj(rows, self.lr, self.teacher.r)
         finally:
             if bar is not None:
                 bar.close()

@@ -231,6 +231,18 @@ def test_empty_record_steps_without_statistics(cls):
     assert sims[0].last_trajectory is traj
 
 
+@pytest.mark.parametrize("cls", [qf.StiefelSGD, qf.EuclideanSGD])
+def test_run_goes_past_the_last_record_point(cls):
+    """run(steps, record) runs all the steps when the last record point is earlier, to the
+    bits of a run without records (block-aligned record points)."""
+    teacher = qf.Teacher.power_law(200, 0.5, 1.0)
+    sims = [cls(teacher, 12, lr=2e-4, seed=3, block=4) for _ in range(2)]
+    traj = sims[0].run(700, record=[0, 40])
+    sims[1].run(700)
+    assert sims[0].steps_done == 700 and np.array_equal(traj.steps, [0, 40])
+    assert np.array_equal(sims[0].W, sims[1].W)
+
+
 def _flow_vs_sgd(lr_d, seeds, d=200, N=4, t_max=3.0):
     """Per-record mean and standard error over seeds of R_sgd(t) - R_flow(t), where the
     flow (quadfast.riccati's exact closed form) starts from each run's own W0."""

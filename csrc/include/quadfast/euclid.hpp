@@ -184,7 +184,6 @@ class EuclidKernel {
   static constexpr int L = euclid_rows::kLanes<T>;
   // Rows per block of the blocked pass (a multiple of euclid_rows::kGroup).
   static constexpr Index kRowBlock = 64;
-  static constexpr Index kPackedMinWidth = 32;  // as StiefelKernel
   // A step is refused (divergence) when it would make ||W||_F^2 exceed this: W stays finite
   // and so do the sums formed from it (z = W^T x in T, ||z||^2 in double).
   static constexpr double kMaxNorm2 = sizeof(T) == sizeof(float) ? 1e60 : 1e280;
@@ -221,7 +220,7 @@ class EuclidKernel {
       }
       Zm_.resize(N_, K_);
       CZt_.resize(K_, N_);
-      packed_ = N_ >= kPackedMinWidth;
+      packed_ = N_ >= pgemm::kMinWidth;
       if (packed_) packCZ_.setup(N_, K_, rb_);
       cvec_.resize(K_);
       uvec_.resize(K_);

@@ -40,6 +40,10 @@ using PackRhs = ei::gemm_pack_rhs<T, Index, ConstMapper<T, Order>, Traits<T>::nr
 template <class T>
 using Gebp = ei::gebp_kernel<T, T, Index, ResMapper<T>, Traits<T>::mr, Traits<T>::nr, false, false>;
 
+// The blocked engines pack their N x c coefficient matrices from this width N on; below,
+// they use Eigen's products (and the Stiefel engine, at N = 1, vector operations).
+inline constexpr Index kMinWidth = 32;
+
 // Eigen's cache blocking for a column-major product C (rows x cols) += A (rows x depth) B.
 struct Blocking {
   Index kc = 0, mc = 0, nc = 0;

@@ -260,9 +260,6 @@ class StiefelKernel {
   // Rows per block in the blocked passes over W (reductions over rows, such as Z = W^T X^T,
   // always run over these blocks in the same order, so every code path sums identically).
   static constexpr Index kRowBlock = 64;
-  // Widths from which Bm and Zm are packed once per block (packed_gemm.hpp); below,
-  // Eigen's products, and at N = 1 vector operations (narrow_update)
-  static constexpr Index kPackedMinWidth = 32;
   // Rows per block of the exact drift measurement (deeper GEMMs than kRowBlock).
   static constexpr Index kDriftRows = 256;
 
@@ -374,7 +371,7 @@ class StiefelKernel {
     Am_.resize(cap, cap);
     Zm_.resize(N_, cap);
     narrow_v_.resize(cap);
-    packed_ = N_ >= kPackedMinWidth;
+    packed_ = N_ >= pgemm::kMinWidth;  // Bm, Zm packed once per block
     if (packed_) {
       packBm_.setup(rb_, N_, cap);
       packZm_.setup(N_, cap, rb_);
