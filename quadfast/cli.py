@@ -288,7 +288,7 @@ def _analyse_folder(folder: Path, dest: Path) -> dict | None:
 
 
 def cmd_plot(args) -> int:
-    from .plotting import plot_run
+    from .plotting import plot_qplr_run, plot_run
     from .results import load_result
 
     src = args.results
@@ -310,7 +310,8 @@ def cmd_plot(args) -> int:
             res = load_result(f)
         except (OSError, ValueError) as exc:
             raise CliError(f"RESULTS: {f}: {exc}") from None
-        print(f"figure: {plot_run(res, dest / (f.stem + '.png'))}")
+        draw = plot_qplr_run if res.meta.get("kind") == "qplr-run" else plot_run
+        print(f"figure: {draw(res, dest / (f.stem + '.png'))}")
     return 0
 
 

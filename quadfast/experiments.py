@@ -16,6 +16,10 @@ An :class:`Experiment` turns the result files of a configuration's runs into num
 ``sample-complexity``
     MODEL.md §5, online SGD sample sizes: the samples needed to reach a risk target
     against d, for alpha above and below 1/2, against :func:`quadfast.theory.sample_size`.
+``qplr-scaling``
+    Seed 003, runs of the ``qplr`` procedure over a grid of T: the excess risk above the
+    floor zeta(beta, M+1) against T for the quadratic and linear models, fitted against
+    :func:`quadfast.qplr.predicted_exponents`.
 """
 from __future__ import annotations
 
@@ -245,3 +249,65 @@ register_experiment(Experiment("sample-complexity", _sample_complexity, options=
     "target": Param("float", 0.5, "risk level whose first passage defines the samples needed", lo=0.0, hi=1.0,
                     lo_open=True, hi_open=True),
 }, doc="samples to reach a risk target against d, alpha above and below 1/2"))
+
+
+# ----------------------------------------------------------------------------- qplr scaling
+def _qplr_scaling(results, opts, out):
+    """Seed 003's law in T: for each setting (alpha, beta, M, noise and the schedule's
+    constants), the final replica-mean excess risk minus the floor zeta(beta, M+1) against
+    T (one run per T, since the schedule depends on T), fitted on log-log axes over
+    [t_lo, t_hi] and compared with :func:`quadfast.qplr.predicted_exponents`:
+    -(2 beta - 2)/(alpha + beta) (quadratic) and -(beta - 1)/alpha (linear) for
+    alpha > beta, valid while M is above the effective dimension D ~ T^(2/(alpha+beta))."""
+    from . import theory
+    from .plotting import plot_qplr_scaling
+    from .qplr import effective_dimension, predicted_exponents
+
+    fixed = ("M", "alpha", "beta", "noise", "init", "replicas", "seed", "linear")
+    groups: dict = {}
+    for res in results:
+        c = res.meta["config"]
+        groups.setdefault(tuple(c.get(k) for k in fixed), []).append(res)
+    settings = []
+    for key, runs in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        runs = sorted(runs, key=lambda r: r.meta["config"]["steps"])
+        c = runs[0].meta["config"]
+        T = np.array([r.meta["config"]["steps"] for r in runs], dtype=np.float64)
+        tail = float(runs[0]["tail"])
+        pred = predicted_exponents(c["alpha"], c["beta"])
+        lo = opts["t_lo"]
+        hi = opts["t_hi"] if opts["t_hi"] is not None else float(T.max())
+        s = {"alpha": c["alpha"], "beta": c["beta"], "M": c["M"], "noise": c["noise"], "replicas": c["replicas"],
+             "steps": T.tolist(), "risk_floor": tail, "window": [lo, hi],
+             "D_at_t_hi": float(effective_dimension(hi, c["alpha"], c["beta"])),
+             "predicted": pred, "fits": {}, "notes": []}
+        if not c["alpha"] > c["beta"]:
+            s["notes"].append("alpha <= beta: the linear-model form and the quadratic rate -(2b-2)/(a+b) are "
+                              "stated for alpha > beta only (seed 003); quadfast checks neither there")
+        if s["D_at_t_hi"] > c["M"] * (1 + 1e-9):
+            s["notes"].append(f"M = {c['M']} is below the effective dimension D(t_hi) = {s['D_at_t_hi']:.0f}: "
+                              "the T-law does not hold over the whole window")
+        for model, key_, law in (("quadratic", "risk", "T_quadratic"), ("linear", "risk_linear", "T_linear")):
+            if key_ not in runs[0]:
+                continue
+            y = np.array([float(r[key_][-1]) for r in runs]) - tail
+            s[f"excess_{model}"] = y.tolist()
+            try:
+                f = theory.fit_loglog_slope(T, y, window=(lo, hi), level=opts["level"])
+            except ValueError as exc:
+                s["fits"][model] = {"note": f"no fit: {exc}"}
+                continue
+            s["fits"][model] = dict(f._asdict(), predicted=pred[law])
+        settings.append(s)
+    png = plot_qplr_scaling(settings, out / "qplr_scaling.png")
+    return {"settings": settings, "figures": [png.name],
+            "note": "each point is one run of T steps (its own schedule); y = final mean excess risk - "
+                    "zeta(beta, M+1); the interval is nominal (theory.fit_loglog_slope)"}
+
+
+register_experiment(Experiment("qplr-scaling", _qplr_scaling, options={
+    "t_lo": Param("float", 8192.0, "fit window start in T (the first steps are phase I's start-up)", lo=0.0,
+                  lo_open=True),
+    "t_hi": Param("float", None, "fit window end in T (default: the largest T)", lo=0.0, lo_open=True),
+    "level": Param("float", 0.95, "confidence level of the slope interval", lo=0.0, hi=1.0, lo_open=True, hi_open=True),
+}, doc="QPLR excess risk against T for the quadratic and linear models, fitted against seed 003's exponents"))

@@ -218,3 +218,72 @@ def plot_sample_complexity(results, points, target, path) -> Path:
     axes[2].grid(True, which="both", alpha=0.3)
     fig.suptitle("Sample complexity of online SGD (MODEL.md §5), lr = theory.learning_rate", fontsize=10)
     return _save(fig, path)
+
+
+def plot_qplr_scaling(settings, path) -> Path:
+    """Final excess risk above the floor zeta(beta, M+1) against T, log-log, one panel per
+    setting: the quadratic model (circles) and the linear baseline (squares), each with its
+    least-squares line over the fit window (solid) and the seed-003 exponent through the
+    same points (dashed)."""
+    plt = _plt()
+    n = max(1, len(settings))
+    import matplotlib.ticker
+
+    fig, axes = plt.subplots(1, n, figsize=(max(6.4, 5.2 * n), 4.4), constrained_layout=True, squeeze=False)
+    for ax, s in zip(axes[0], settings):
+        T = np.asarray(s["steps"], dtype=np.float64)
+        lo, hi = s["window"]
+        for k, (model, mark) in enumerate((("quadratic", "o"), ("linear", "s"))):
+            if f"excess_{model}" not in s:
+                continue
+            y = np.asarray(s[f"excess_{model}"])
+            col = f"C{k}"
+            ok = y > 0
+            ax.loglog(T[ok], y[ok], mark + "-", color=col, ms=4, lw=0.8,
+                      label=f"{model}: " + ("<x, v⊙v>" if model == "quadratic" else "<x, w>"))
+            f = s["fits"].get(model, {})
+            if "slope" in f:
+                xx = np.geomspace(max(lo, T.min()), min(hi, T.max()), 20)
+                ax.loglog(xx, np.exp(f["intercept"]) * xx ** f["slope"], "-", color=col, lw=2.2, alpha=0.5,
+                          label=f"fit {f['slope']:.3f} [{f['ci_low']:.3f}, {f['ci_high']:.3f}]")
+                m = (T >= lo) & (T <= hi) & ok
+                e = f["predicted"]
+                c0 = np.exp(np.mean(np.log(y[m]) - e * np.log(T[m])))
+                ax.loglog(xx, c0 * xx ** e, "--", color=col, lw=1, label=f"seed 003: T^{e:.3f}")
+        ax.axvspan(lo, hi, color="0.9", zorder=0)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("T (steps = samples)")
+        ax.set_ylabel("excess risk − ζ(β, M+1)")
+        ax.set_title(f"α={s['alpha']:g}, β={s['beta']:g}, M={s['M']}, σ={s['noise']:g}, R={s['replicas']}",
+                     fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("QPLR (seed 003): excess risk against T; grey: fit window", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_qplr_run(result, path) -> Path:
+    """One ``qplr`` run: excess risk against steps along the schedule, per replica (thin)
+    and averaged (thick), quadratic and linear models, with the floor zeta(beta, M+1)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
+    t = np.asarray(result["steps"], dtype=np.float64)
+    pos = t > 0
+    for k, (key, name) in enumerate((("risk", "quadratic <x, v⊙v>"), ("risk_linear", "linear <x, w>"))):
+        if key not in result:
+            continue
+        col = f"C{k}"
+        reps = np.asarray(result[f"{key}_replicas"])
+        for j in range(reps.shape[1]):
+            ax.loglog(t[pos], reps[pos, j], color=col, lw=0.5, alpha=0.35)
+        ax.loglog(t[pos], np.asarray(result[key])[pos], color=col, lw=2, label=f"{name}, replica mean")
+    ax.axhline(float(result["tail"]), color="k", ls=":", lw=1, label="floor ζ(β, M+1)")
+    ax.set_xlabel("steps t")
+    ax.set_ylabel("excess risk")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    cfg = (getattr(result, "meta", {}) or {}).get("config", {})
+    if cfg:
+        ax.set_title(f"QPLR: M={cfg.get('M')}, α={cfg.get('alpha')}, β={cfg.get('beta')}, σ={cfg.get('noise')}, "
+                     f"T={cfg.get('steps')}, R={cfg.get('replicas')}", fontsize=9)
+    return _save(fig, path)

@@ -14,6 +14,10 @@ result's metadata. Procedures shipped here:
     Single-stage online SGD of the unconstrained 2-homogeneous student
     (:class:`quadfast.EuclideanSGD`, MODEL.md §1) from a small start, with its population
     flow (:func:`quadfast.euclid.population_flow`) from the same start as an overlay.
+``qplr``
+    Quadratically parameterised linear regression (:class:`quadfast.QPLR`, seed 003): R
+    replicas of the quadratic model and the linear baseline on the same samples, with
+    the exact excess risks at log-spaced record points.
 
 Another simulator (a regression model, ...) is wired in by
 :func:`register_procedure` with its own parameter table; configurations, sweeps, the
@@ -523,3 +527,137 @@ register_procedure(Procedure(
     kind="euclid-run", exclusive=(("beta", "r"), ("t_max", "steps")),
     doc="single-stage online SGD of the unconstrained 2-homogeneous student (quadfast.EuclideanSGD) "
         "with the population-flow overlay"))
+
+
+# ----------------------------------------------------------------------------- qplr
+def _qplr_params():
+    return {
+        "M": Param("int", 256, "model size: coordinates modelled", lo=1, hi=1 << 30),
+        "alpha": Param("float", 3.0, "data spectrum lambda_i = i^-alpha", lo=0.0, lo_open=True),
+        "beta": Param("float", 2.0, "signal decay lambda_i theta*_i^2 = i^-beta (beta > 1: finite signal)", lo=1.0,
+                      lo_open=True),
+        "noise": Param("float", 0.0, "label noise sigma", lo=0.0),
+        "steps": Param("int", 1 << 14, "T, the steps (= samples) of each run; the schedule depends on T",
+                       lo=1, hi=(1 << 40) - 1),
+        "replicas": Param("int", 8, "R independent runs; replica r draws its own streams", lo=1, hi=(1 << 23) - 1),
+        "lr": Param("float", None, "base step size eta of the quadratic model (default QPLR.default_lr)", lo=0.0,
+                    lo_open=True),
+        "lr_linear": Param("float", None, "base step size of the linear model (default QPLR.default_lr_linear)",
+                           lo=0.0, lo_open=True),
+        "init": Param("float", 0.1, "start v_0 = init * 1 (w_0 = 0)"),
+        "phase1": Param("int", None, "steps at the constant step size (default steps // 2)", lo=0),
+        "stages": Param("int", None, "halvings of the step size after phase 1 (default floor(log2(steps - phase1)))",
+                        lo=1),
+        "linear": Param("bool", True, "also run the linear baseline <x, w> on the same samples"),
+        "seed": Param("int", 0, "key of the sample streams", lo=0, hi=2**64 - 1),
+        "records": Param("int", 30, "record points, log-spaced in steps (plus 0 and steps)", lo=1),
+        "threads": Param("int", None, "OpenMP threads over replicas (default: QUADFAST_NUM_THREADS, OMP_NUM_THREADS, "
+                         "else the CPUs); results do not depend on it", lo=1, hi=4096),
+    }
+
+
+def _derive_qplr(p, given):
+    from .qplr import QPLR, _check_schedule
+
+    p["steps"], p["phase1"], p["stages"] = _check_schedule(p["steps"], p["phase1"], p["stages"])
+    prob = QPLR(p["M"], p["alpha"], p["beta"], p["noise"])
+    if p["lr"] is None:
+        p["lr"] = prob.default_lr()
+    if p["lr_linear"] is None:
+        p["lr_linear"] = prob.default_lr_linear()
+    return p
+
+
+# replicas per kernel call: progress and checkpoints fall between calls
+_QPLR_PARTS = 20
+
+
+def _execute_qplr(p, *, progress=False, checkpoint=None, resume=False, chunk_seconds=None):
+    """R replicas of quadratically parameterised linear regression (:class:`quadfast.QPLR`,
+    seed 003), quadratic and linear models on the same samples, exact excess risks at
+    log-spaced record points.
+
+    The replicas run in groups of at least ``threads`` (about 20 groups): replica r's
+    result does not depend on the grouping (``QPLR.run(replica0=...)``), so the run equals
+    one call over all replicas bit for bit. Progress counts replicas. Ctrl-C writes
+    ``checkpoint`` with the groups finished (the group in flight is lost) and raises
+    :class:`Interrupted`; ``resume=True`` continues with the next replica.
+    """
+    from . import _threads
+    from .qplr import QPLR, schedule
+    from .stiefel import logspace_steps
+
+    prob = QPLR(p["M"], p["alpha"], p["beta"], p["noise"])
+    record = logspace_steps(p["steps"], p["records"])
+    R, linear = p["replicas"], p["linear"]
+    threads = _threads.resolve(p["threads"])
+    group = max(threads, -(-R // _QPLR_PARTS))
+    group = -(-group // threads) * threads
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and resume and ckpt.exists():
+        st = load_checkpoint(ckpt, p)
+        parts, elapsed = st["parts"], st["elapsed"]
+    else:
+        parts, elapsed = [], 0.0
+    done = sum(part["v"].shape[0] for part in parts)
+    resumed_from = done if parts else None
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=R, initial=done, unit="replica", desc=f"QPLR M={p['M']} T={p['steps']}", leave=True)
+    t0 = time.perf_counter()
+    try:
+        while done < R:
+            n = min(group, R - done)
+            out = prob.run(p["steps"], n, lr=p["lr"], lr_linear=p["lr_linear"], init=p["init"], phase1=p["phase1"],
+                           stages=p["stages"], record=record, seed=p["seed"], linear=linear, threads=threads,
+                           replica0=done)
+            parts.append({"risk": out.risk, "risk_linear": out.risk_linear, "v": out.v, "w": out.w,
+                          "diverged": out.diverged, "diverged_linear": out.diverged_linear})
+            done += n
+            if bar is not None:
+                bar.update(n)
+    except KeyboardInterrupt:
+        if ckpt is None:
+            raise
+        _atomic_pickle({"format": CHECKPOINT_FORMAT, "params": p, "parts": parts,
+                        "elapsed": elapsed + time.perf_counter() - t0}, ckpt)
+        raise Interrupted(ckpt, done) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    elapsed += time.perf_counter() - t0
+
+    def cat(key, axis):
+        return np.concatenate([part[key] for part in parts], axis=axis)
+
+    risk = cat("risk", 1)
+    arrays = {"steps": record, "samples": record.copy(), "risk": risk.mean(axis=1), "risk_replicas": risk,
+              "v": cat("v", 0), "diverged": cat("diverged", 0), "lam": prob.lam, "theta": prob.theta,
+              "tail": np.float64(prob.tail), "lr_schedule": schedule(p["steps"], p["lr"], p["phase1"], p["stages"])}
+    if linear:
+        risk_l = cat("risk_linear", 1)
+        arrays.update({"risk_linear": risk_l.mean(axis=1), "risk_linear_replicas": risk_l, "w": cat("w", 0),
+                       "diverged_linear": cat("diverged_linear", 0)})
+    info = {"timings": {"seconds": elapsed, "seconds_per_step": elapsed / (p["steps"] * R), "replicas_done": R},
+            "resumed_from_replica": resumed_from, "threads": threads, "replica_group": group,
+            "arrays": {"steps": "steps at each record (log-spaced, 0 and T included)", "samples": "= steps",
+                       "risk": "excess risk of <x, v (.) v>, averaged over the replicas (NaN if one diverged): "
+                               "sum_i lambda_i (v_i^2 - theta*_i)^2 + zeta(beta, M+1)",
+                       "risk_replicas": "the same per replica (records x R)",
+                       "risk_linear": "excess risk of <x, w>, averaged over replicas",
+                       "risk_linear_replicas": "the same per replica (records x R)",
+                       "v": "final weights of the quadratic model (R x M)", "w": "final linear weights (R x M)",
+                       "diverged": "1-based step at which replica r's error turned non-finite, 0 if never",
+                       "diverged_linear": "the same for the linear model",
+                       "lam": "lambda_i = i^-alpha", "theta": "theta*_i = i^((alpha - beta)/2)",
+                       "tail": "zeta(beta, M+1), the risk floor of any model of size M",
+                       "lr_schedule": "eta_t of the quadratic model (the linear one is lr_linear / lr times it)"}}
+    return arrays, info
+
+
+register_procedure(Procedure(
+    name="qplr", params=_qplr_params(), execute=_execute_qplr, derive=_derive_qplr, kind="qplr-run",
+    doc="quadratically parameterised linear regression (quadfast.QPLR, seed 003): quadratic and linear models, "
+        "R replicas, two-phase schedule"))

@@ -210,7 +210,7 @@ class QPLR:
     # ----------------------------------------------------------------- SGD
     def run(self, steps: int, replicas: int = 1, *, lr: float | None = None, lr_linear: float | None = None,
             init: float = 0.1, phase1: int | None = None, stages: int | None = None, record=None, seed: int = 0,
-            linear: bool = True, threads: int | None = None, v0=None) -> QPLRRun:
+            linear: bool = True, threads: int | None = None, v0=None, replica0: int = 0) -> QPLRRun:
         """Run ``replicas`` independent SGD runs of ``steps`` steps with the two-phase schedule.
 
         Parameters
@@ -239,11 +239,17 @@ class QPLR:
             then the CPUs).  Results are bit-identical for every thread count.
         v0 : array_like (M,) or (R, M), optional
             Start of the quadratic model.
+        replica0 : int
+            Index of the first replica: the run is replicas ``replica0 .. replica0 + R - 1``
+            (their streams, module doc), so a set of replicas can be run in parts, one part
+            after another or on different machines, and equals one run of all of them bit
+            for bit.
         """
         from ._ext import core as _core
 
         steps, phase1, stages = _check_schedule(steps, phase1, stages)
         R = V.positive_int(replicas, "replicas", maximum=(1 << 23) - 1)
+        replica0 = V.positive_int(replica0, "replica0", minimum=0, maximum=(1 << 23) - 1 - R)
         lr = self.default_lr() if lr is None else V.positive_float(lr, "lr")
         lr_linear = self.default_lr_linear() if lr_linear is None else V.positive_float(lr_linear, "lr_linear")
         seed = V.seed_int(seed)
@@ -265,7 +271,7 @@ class QPLR:
         div = np.zeros(R, dtype=np.int64)
         div_l = np.zeros(R, dtype=np.int64) if linear else None
         _core.qplr_run(np.sqrt(self.lam), self.lam, self.theta, math.sqrt(self.tail), self.noise, steps, phase1,
-                       stages, lr, lr_linear, seed, 0, rec, v, w, risk, risk_l, div, div_l, nthreads)
+                       stages, lr, lr_linear, seed, replica0, rec, v, w, risk, risk_l, div, div_l, nthreads)
         return QPLRRun(steps=rec, risk=risk, risk_linear=risk_l, v=v, w=w, diverged=div, diverged_linear=div_l,
                        lr=lr, lr_linear=lr_linear, phase1=phase1, stages=stages)
 

@@ -180,8 +180,10 @@ def _save_run(out: Path, spec: dict, res: dict, config) -> Path:
 def _rows_of(result) -> list[dict]:
     meta = result.meta
     p = meta.get("config", {})
-    n = len(result["time"])
     scal = {k: v for k, v in p.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    if meta.get("kind") == "qplr-run":
+        return _qplr_rows(result, meta, scal)
+    n = len(result["time"])
     rows = []
     for i in range(n):
         a = result["alignment"][i]
@@ -198,12 +200,30 @@ def _rows_of(result) -> list[dict]:
     return rows
 
 
+def _qplr_rows(result, meta, scal) -> list[dict]:
+    """Rows of a ``qplr`` result: the replica-mean excess risks of both models per record,
+    the floor zeta(beta, M+1) (``risk_floor``) and the run's length ``T`` (``steps`` is
+    the record's step)."""
+    rows = []
+    for i in range(len(result["steps"])):
+        row = {"run_id": meta.get("run_id"), "label": meta.get("label"), "procedure": meta.get("procedure"),
+               "record": i, "steps": int(result["steps"][i]), "samples": int(result["samples"][i]),
+               "risk": float(result["risk"][i]), "risk_floor": float(result["tail"]), "T": scal.get("steps")}
+        if "risk_linear" in result:
+            row["risk_linear"] = float(result["risk_linear"][i])
+        for k, v in scal.items():
+            row.setdefault(k, v)
+        rows.append(row)
+    return rows
+
+
 def write_table(paths, table: Path) -> Path:
     """Tidy CSV of result files: one row per run and record point.
 
     Columns: ``run_id, label, procedure, record, steps, samples, time, flops, risk,
     flow_risk, alignment_mean, learned`` (``learned`` = number of features with
-    ``A_j > 1/2``), then every scalar parameter of the run. Floats are written with
+    ``A_j > 1/2``; a ``qplr`` run has ``risk_linear`` and ``risk_floor`` instead of the
+    time, flop and alignment columns), then every scalar parameter of the run. Floats are written with
     ``repr`` (they read back exactly); missing values are empty.
     """
     rows = []
