@@ -4,7 +4,8 @@ An :class:`Experiment` turns the result files of a configuration's runs into num
 (``summary``, a dict written to ``summary.json``) and figures (PNG). Registered here:
 
 ``single``
-    Each run's risk and alignments against time with the population-flow overlay.
+    Each run's risk and alignments against time with the population-flow overlay (and,
+    for ``two-stage`` runs, the risk after the fine-tune).
 ``scaling``
     MODEL.md §5, risk ~ t^{(1-2alpha)/alpha}: risk against time and compute (flops) on
     log-log axes per alpha, the slope fitted by :func:`quadfast.theory.fit_loglog_slope`
@@ -118,7 +119,11 @@ def _single(results, opts, out):
         label = res.meta.get("label") or res.meta.get("run_id", "run")
         png = plot_run(res, out / f"run-{_safe(label)}.png")
         figs.append(png.name)
-        runs.append({"label": label, "final_time": float(res["time"][-1]), "final_risk": float(res["risk"][-1])})
+        row = {"label": label, "final_time": float(res["time"][-1]), "final_risk": float(res["risk"][-1])}
+        if "finetune_risk" in res:  # a two-stage run: the risk after phase II, and the optimum for W
+            row.update({k: float(res[k]) for k in ("finetune_risk", "finetune_risk_psd", "optimum_risk")})
+            row.update({k: res.meta["finetune"][k] for k in ("iterations", "residual", "n")})
+        runs.append(row)
     return {"runs": runs, "figures": figs}
 
 

@@ -47,6 +47,9 @@ def plot_run(result, path) -> Path:
         ft = np.asarray(result["flow_time"])
         fp = ft > 0
         ax1.loglog(ft[fp], np.asarray(result["flow_risk"])[fp], "k--", lw=1, label="population flow (MODEL.md §4)")
+    if "finetune_risk" in result:  # two-stage: phase II's least-squares B at the end of phase I
+        ax1.plot([t[-1]], [float(result["finetune_risk"])], "r*", ms=11,
+                 label=f"after the fine-tune (phase II): {float(result['finetune_risk']):.3g}")
     ax1.set_xlabel("time t = lr · steps")
     ax1.set_ylabel("risk  1 - tr((GΛ)²)/tr(Λ²)")
     ax1.legend()

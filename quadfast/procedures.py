@@ -14,6 +14,9 @@ result's metadata. Procedures shipped here:
     Single-stage online SGD of the unconstrained 2-homogeneous student
     (:class:`quadfast.EuclideanSGD`, MODEL.md §1) from a small start, with its population
     flow (:func:`quadfast.euclid.population_flow`) from the same start as an overlay.
+``two-stage``
+    Seed 002's algorithm: ``stiefel-sgd`` (phase I), then the least-squares fine-tune of
+    the radial part on fresh samples (:func:`quadfast.finetune`, phase II).
 ``qplr``
     Quadratically parameterised linear regression (:class:`quadfast.QPLR`, seed 003): R
     replicas of the quadratic model and the linear baseline on the same samples, with
@@ -273,6 +276,13 @@ def _execute_stiefel(p, *, progress=False, checkpoint=None, resume=False, chunk_
     run equals an uninterrupted one bit for bit: the kernel is only ever split at progress
     chunks (block boundaries) and at record points, the same in both.
     """
+    _, arrays, info, _ = _stiefel_session(p, progress, checkpoint, resume, chunk_seconds)
+    return arrays, info
+
+
+def _stiefel_session(p, progress, checkpoint, resume, chunk_seconds):
+    """Phase I of ``stiefel-sgd`` and ``two-stage``: returns (sim, arrays, info, state),
+    where ``state`` is what a checkpoint of the finished phase holds."""
     from . import riccati
     from .stiefel import StiefelSGD
     from .teacher import Teacher
@@ -312,7 +322,9 @@ def _execute_stiefel(p, *, progress=False, checkpoint=None, resume=False, chunk_
                        "orth_error": "max|W^T W - I|", "coef": "teacher lambda_j",
                        "flow_risk": "population-flow risk from the same W0 at flow_time",
                        "flow_alignment": "population-flow alignment from the same W0 at flow_time"}}
-    return arrays, info
+    state = {"format": CHECKPOINT_FORMAT, "params": p, "sim": sim, "record": record, "flow": flow, "rows": rows,
+             "elapsed": elapsed}
+    return sim, arrays, info, state
 
 
 def _run_recorded(sim, p, record, flow, rows, elapsed, ckpt, progress, chunk_seconds):
@@ -661,3 +673,72 @@ register_procedure(Procedure(
     name="qplr", params=_qplr_params(), execute=_execute_qplr, derive=_derive_qplr, kind="qplr-run",
     doc="quadratically parameterised linear regression (quadfast.QPLR, seed 003): quadratic and linear models, "
         "R replicas, two-phase schedule"))
+
+
+# ----------------------------------------------------------------------------- two-stage
+def _two_stage_params():
+    p = _stiefel_params()
+    p.update({
+        "finetune_n": Param("int", None, "fresh samples of phase II (default 2 N (N + 1), four per unknown of B)",
+                            lo=1),
+        "finetune_seed": Param("int", 0, "seed of phase II's samples (combined with seed; independent of phase I's)",
+                               lo=0, hi=2**64 - 1),
+        "finetune_tol": Param("float", 1e-6, "CG tolerance on the normal equations' relative residual", lo=0.0,
+                              lo_open=True),
+        "finetune_maxiter": Param("int", 500, "most CG iterations", lo=0),
+    })
+    return p
+
+
+def _derive_two_stage(p, given):
+    p = _derive_stiefel(p, given)
+    if p["finetune_n"] is None:
+        p["finetune_n"] = 2 * p["width"] * (p["width"] + 1)
+    return p
+
+
+def _execute_two_stage(p, *, progress=False, checkpoint=None, resume=False, chunk_seconds=0.25):
+    """Seed 002's two-stage algorithm: phase I is ``stiefel-sgd`` with these parameters
+    (online SGD on the Stiefel manifold); phase II fits the radial part by least squares on
+    ``finetune_n`` fresh samples (:func:`quadfast.finetune`: ``B = argmin sum_s
+    (<z_s z_s^T - I, B> - y_s)^2``, ``z = W^T x``, by CG), giving the student ``W B W^T``
+    and the fine-tuned weights ``W Omega``, ``Omega = B_+^{1/2}``.
+
+    Ctrl-C in phase I checkpoints as ``stiefel-sgd`` does. Ctrl-C in phase II writes a
+    checkpoint of the finished phase I, and ``resume=True`` then runs phase II again from
+    it: the fine-tune is one call, and its samples are a function of the seeds.
+    """
+    from .radial import finetune
+
+    sim, arrays, info, state = _stiefel_session(p, progress, checkpoint, resume, chunk_seconds)
+    t0 = time.perf_counter()
+    try:
+        res = finetune(sim, n=p["finetune_n"], seed=p["finetune_seed"], tol=p["finetune_tol"],
+                       maxiter=p["finetune_maxiter"])
+    except KeyboardInterrupt:
+        if checkpoint is None:
+            raise
+        _atomic_pickle(state, Path(checkpoint))
+        raise Interrupted(Path(checkpoint), sim.steps_done) from None
+    seconds = time.perf_counter() - t0
+    arrays.update({"B": res.B, "Omega": res.Omega, "finetune_risk": np.float64(res.risk),
+                   "finetune_risk_psd": np.float64(res.risk_psd), "finetune_risk_start": np.float64(res.risk_start),
+                   "optimum_risk": np.float64(sim.risk())})
+    info["finetune"] = {"iterations": res.iterations, "residual": res.residual, "converged": res.converged,
+                        "n": res.n, "sample_seed": res.sample_seed, "seconds": seconds}
+    info["timings"]["finetune_seconds"] = seconds
+    info["arrays"].update({
+        "B": "phase II: least-squares symmetric B (N x N); the student is W B W^T",
+        "Omega": "B_+^{1/2}; the fine-tuned weights are W Omega",
+        "finetune_risk": "||W B W^T - M*||_F^2 / ||M*||_F^2 after phase II",
+        "finetune_risk_psd": "the same for W B_+ W^T = (W Omega)(W Omega)^T",
+        "finetune_risk_start": "the same for the moment estimator (the CG start)",
+        "optimum_risk": "risk of the phase-I student W, 1 - tr((G Lambda)^2)/tr(Lambda^2): the best B for this W "
+                        "is W^T M* W, which phase II estimates"})
+    return arrays, info
+
+
+register_procedure(Procedure(
+    name="two-stage", params=_two_stage_params(), execute=_execute_two_stage, derive=_derive_two_stage,
+    kind="stiefel-run", exclusive=(("lr_d", "lr_const"), ("t_max", "steps", "n_factor")),
+    doc="seed 002: Stiefel SGD (phase I), then the least-squares fine-tune of the radial part (phase II)"))
