@@ -144,6 +144,10 @@ def parse_config(text: str, source: str = "<string>") -> Config:
         exp = get_experiment(doc["experiment"])
     except KeyError as exc:
         raise ConfigError(f"{source}: {exc.args[0]}") from None
+    # the regression model's results have no time or alignments: only its own analysis reads them
+    if (proc.kind == "qplr-run") != (exp.name == "qplr-scaling"):
+        raise ConfigError(f"{source}: experiment: {exp.name!r} cannot analyse runs of procedure {proc.name!r} "
+                          "('qplr-scaling' goes with 'qplr', and only with it)")
     for key in ("params", "grid", "analysis", "reduced"):
         if not isinstance(doc.get(key, {}), dict):
             raise ConfigError(f"{source}: {key}: expected a table [{key}], got {type(doc[key]).__name__}")

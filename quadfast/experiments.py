@@ -268,13 +268,23 @@ def _qplr_scaling(results, opts, out):
     from .plotting import plot_qplr_scaling
     from .qplr import effective_dimension, predicted_exponents
 
-    fixed = ("M", "alpha", "beta", "noise", "init", "replicas", "seed", "linear")
+    # a setting is every parameter but T and what is derived from it or does not change
+    # the results (the record grid, the threads)
+    free = {"steps", "phase1", "stages", "records", "threads"}
     groups: dict = {}
     for res in results:
         c = res.meta["config"]
-        groups.setdefault(tuple(c.get(k) for k in fixed), []).append(res)
+        if res.meta.get("kind") != "qplr-run":
+            raise ValueError(f"experiment: 'qplr-scaling' analyses runs of the 'qplr' procedure, got "
+                             f"{res.meta.get('procedure')!r}")
+        key = tuple(sorted((k, v) for k, v in c.items() if k not in free))
+        groups.setdefault(key, []).append(res)
+
+    def order(kv):
+        return [(0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)) for _, v in kv[0]]
+
     settings = []
-    for key, runs in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+    for key, runs in sorted(groups.items(), key=order):
         runs = sorted(runs, key=lambda r: r.meta["config"]["steps"])
         c = runs[0].meta["config"]
         T = np.array([r.meta["config"]["steps"] for r in runs], dtype=np.float64)
@@ -285,7 +295,16 @@ def _qplr_scaling(results, opts, out):
         s = {"alpha": c["alpha"], "beta": c["beta"], "M": c["M"], "noise": c["noise"], "replicas": c["replicas"],
              "steps": T.tolist(), "risk_floor": tail, "window": [lo, hi],
              "D_at_t_hi": float(effective_dimension(hi, c["alpha"], c["beta"])),
-             "predicted": pred, "fits": {}, "notes": []}
+             "predicted": pred, "fits": {}, "notes": [],
+             "diverged": [int(np.count_nonzero(r["diverged"])) for r in runs],
+             "diverged_linear": ([int(np.count_nonzero(r["diverged_linear"])) for r in runs]
+                                 if "diverged_linear" in runs[0] else None)}
+        if len(set(T.tolist())) < T.size:
+            raise ValueError(f"steps: two runs of the setting alpha={c['alpha']}, beta={c['beta']}, M={c['M']} have "
+                             "the same T; vary only steps within a setting (and give phase1/stages no grid)")
+        if any(s["diverged"]) or any(s["diverged_linear"] or []):
+            s["notes"].append("replicas diverged (counts per T in 'diverged', 'diverged_linear'): their mean risk is "
+                              "NaN, and a window holding such a T is not fitted")
         if not c["alpha"] > c["beta"]:
             s["notes"].append("alpha <= beta: the linear-model form and the quadratic rate -(2b-2)/(a+b) are "
                               "stated for alpha > beta only (seed 003); quadfast checks neither there")

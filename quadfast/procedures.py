@@ -22,7 +22,7 @@ result's metadata. Procedures shipped here:
     replicas of the quadratic model and the linear baseline on the same samples, with
     the exact excess risks at log-spaced record points.
 
-Another simulator (a regression model, ...) is wired in by
+Another simulator is wired in by
 :func:`register_procedure` with its own parameter table; configurations, sweeps, the
 results table and the CLI then work with it unchanged.
 """
@@ -32,7 +32,9 @@ import math
 import numbers
 import os
 import pickle
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -562,7 +564,7 @@ def _qplr_params():
                         lo=1),
         "linear": Param("bool", True, "also run the linear baseline <x, w> on the same samples"),
         "seed": Param("int", 0, "key of the sample streams", lo=0, hi=2**64 - 1),
-        "records": Param("int", 30, "record points, log-spaced in steps (plus 0 and steps)", lo=1),
+        "records": Param("int", 30, "record points, log-spaced in steps (plus 0 and steps)", lo=2, hi=100_000),
         "threads": Param("int", None, "OpenMP threads over replicas (default: QUADFAST_NUM_THREADS, OMP_NUM_THREADS, "
                          "else the CPUs); results do not depend on it", lo=1, hi=4096),
     }
@@ -584,16 +586,53 @@ def _derive_qplr(p, given):
 _QPLR_PARTS = 20
 
 
+class _HeldSigint:
+    """Ctrl-C held until the kernel call in flight returns.
+
+    The kernels run without the GIL, so Python raises KeyboardInterrupt only when the call
+    returns, and the call's finished result would be lost before it is stored. In the main
+    thread this context holds the signal; :meth:`deliver`, called once the result is
+    stored, passes it on to the previous handler (the sweep worker's, or Python's, which
+    raises KeyboardInterrupt). Elsewhere (threads cannot set handlers) it does nothing.
+    """
+
+    def __enter__(self):
+        self.hit, self.old = False, None
+        if threading.current_thread() is threading.main_thread():
+            old = signal.getsignal(signal.SIGINT)
+            if old is not None:
+                self.old = old
+                signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum, frame):
+        self.hit = True
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+        return False
+
+    def deliver(self):
+        if self.hit:
+            self.hit = False
+            if callable(self.old):
+                self.old(signal.SIGINT, None)
+            raise KeyboardInterrupt
+
+
 def _execute_qplr(p, *, progress=False, checkpoint=None, resume=False, chunk_seconds=None):
     """R replicas of quadratically parameterised linear regression (:class:`quadfast.QPLR`,
     seed 003), quadratic and linear models on the same samples, exact excess risks at
     log-spaced record points.
 
-    The replicas run in groups of at least ``threads`` (about 20 groups): replica r's
-    result does not depend on the grouping (``QPLR.run(replica0=...)``), so the run equals
-    one call over all replicas bit for bit. Progress counts replicas. Ctrl-C writes
-    ``checkpoint`` with the groups finished (the group in flight is lost) and raises
-    :class:`Interrupted`; ``resume=True`` continues with the next replica.
+    The replicas run in groups of ``max(threads, ceil(R / 20))`` rounded up to a multiple
+    of ``threads`` (20 groups at most): replica r's result does not depend on the
+    grouping (``QPLR.run(replica0=...)``), so the run equals one call over all replicas
+    bit for bit. Progress counts replicas. Ctrl-C is held until the group in flight
+    finishes; then ``checkpoint`` is written with every finished group and
+    :class:`Interrupted` is raised (its ``steps_done`` counts replicas here);
+    ``resume=True`` continues with the next replica.
     """
     from . import _threads
     from .qplr import QPLR, schedule
@@ -612,7 +651,7 @@ def _execute_qplr(p, *, progress=False, checkpoint=None, resume=False, chunk_sec
     else:
         parts, elapsed = [], 0.0
     done = sum(part["v"].shape[0] for part in parts)
-    resumed_from = done if parts else None
+    resumed_from = done if ckpt is not None and resume and ckpt.exists() else None
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -620,16 +659,18 @@ def _execute_qplr(p, *, progress=False, checkpoint=None, resume=False, chunk_sec
         bar = tqdm(total=R, initial=done, unit="replica", desc=f"QPLR M={p['M']} T={p['steps']}", leave=True)
     t0 = time.perf_counter()
     try:
-        while done < R:
-            n = min(group, R - done)
-            out = prob.run(p["steps"], n, lr=p["lr"], lr_linear=p["lr_linear"], init=p["init"], phase1=p["phase1"],
-                           stages=p["stages"], record=record, seed=p["seed"], linear=linear, threads=threads,
-                           replica0=done)
-            parts.append({"risk": out.risk, "risk_linear": out.risk_linear, "v": out.v, "w": out.w,
-                          "diverged": out.diverged, "diverged_linear": out.diverged_linear})
-            done += n
-            if bar is not None:
-                bar.update(n)
+        with _HeldSigint() as held:
+            while done < R:
+                n = min(group, R - done)
+                out = prob.run(p["steps"], n, lr=p["lr"], lr_linear=p["lr_linear"], init=p["init"],
+                               phase1=p["phase1"], stages=p["stages"], record=record, seed=p["seed"], linear=linear,
+                               threads=threads, replica0=done)
+                parts.append({"risk": out.risk, "risk_linear": out.risk_linear, "v": out.v, "w": out.w,
+                              "diverged": out.diverged, "diverged_linear": out.diverged_linear})
+                done += n
+                if bar is not None:
+                    bar.update(n)
+                held.deliver()
     except KeyboardInterrupt:
         if ckpt is None:
             raise
@@ -652,13 +693,14 @@ def _execute_qplr(p, *, progress=False, checkpoint=None, resume=False, chunk_sec
         risk_l = cat("risk_linear", 1)
         arrays.update({"risk_linear": risk_l.mean(axis=1), "risk_linear_replicas": risk_l, "w": cat("w", 0),
                        "diverged_linear": cat("diverged_linear", 0)})
-    info = {"timings": {"seconds": elapsed, "seconds_per_step": elapsed / (p["steps"] * R), "replicas_done": R},
-            "resumed_from_replica": resumed_from, "threads": threads, "replica_group": group,
+    info = {"timings": {"seconds": elapsed, "seconds_per_replica_step": elapsed / (p["steps"] * R),
+                        "replicas_done": R},
+            "resumed_from": resumed_from, "threads": threads, "replica_group": group,
             "arrays": {"steps": "steps at each record (log-spaced, 0 and T included)", "samples": "= steps",
                        "risk": "excess risk of <x, v (.) v>, averaged over the replicas (NaN if one diverged): "
                                "sum_i lambda_i (v_i^2 - theta*_i)^2 + zeta(beta, M+1)",
                        "risk_replicas": "the same per replica (records x R)",
-                       "risk_linear": "excess risk of <x, w>, averaged over replicas",
+                       "risk_linear": "excess risk of <x, w>, averaged over replicas (NaN if one diverged)",
                        "risk_linear_replicas": "the same per replica (records x R)",
                        "v": "final weights of the quadratic model (R x M)", "w": "final linear weights (R x M)",
                        "diverged": "1-based step at which replica r's error turned non-finite, 0 if never",

@@ -78,7 +78,8 @@ def logspace_steps(steps: int, num: int, include_zero: bool = True) -> np.ndarra
     """
     steps = V.positive_int(steps, "steps")
     num = V.positive_int(num, "num")
-    pts = np.unique(np.round(np.geomspace(1, steps, num)).astype(np.int64))
+    # geomspace(1, steps, 1) is [1]: steps is added explicitly
+    pts = np.union1d(np.round(np.geomspace(1, steps, num)).astype(np.int64), [steps])
     if include_zero:
         pts = np.concatenate([[0], pts])
     return pts

@@ -4,6 +4,8 @@ bit for bit), the shipped ``qplr_scaling`` configuration at reduced size (``qplr
 analysis, table, figures), the plot command, and configuration errors that name the key."""
 import csv
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -81,17 +83,55 @@ def test_procedure_interrupted_and_resumed_is_bit_identical(tmp_path, monkeypatc
     proc = get_procedure("qplr")
     p = proc.resolve({"M": 16, "steps": 300, "replicas": 6, "records": 5, "threads": 1, "noise": 0.2})
     whole, _ = proc.execute(p)
-    _interrupt_after(monkeypatch, 3)  # groups of 1 replica: the third one's result is lost
+    _interrupt_after(monkeypatch, 3)  # raised inside the third call: that group's result is lost
     with pytest.raises(Interrupted) as info:
         proc.execute(p, checkpoint=tmp_path / "q.ckpt")
     assert info.value.steps_done == 2 and (tmp_path / "q.ckpt").is_file()
     monkeypatch.undo()
     arrays, meta = proc.execute(p, checkpoint=tmp_path / "q.ckpt", resume=True)
-    assert meta["resumed_from_replica"] == 2
+    assert meta["resumed_from"] == 2
     for k in PER_REPLICA + ("risk", "risk_linear", "steps"):
         np.testing.assert_array_equal(arrays[k], whole[k])
     with pytest.raises(ValueError, match="checkpoint.*seed"):
         proc.execute(dict(p, seed=1), checkpoint=tmp_path / "q.ckpt", resume=True)
+
+
+def test_ctrl_c_during_a_kernel_call_keeps_that_call(tmp_path, monkeypatch):
+    """A real SIGINT that arrives while a group runs is held until the group's result is
+    stored: the checkpoint holds it, and the resumed run equals an uninterrupted one."""
+    proc = get_procedure("qplr")
+    p = proc.resolve({"M": 16, "steps": 300, "replicas": 6, "records": 5, "threads": 1, "noise": 0.2})
+    whole, _ = proc.execute(p)
+    orig = qf.QPLR.run
+    calls = {"n": 0}
+
+    def run(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while "the kernel" runs
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(qf.QPLR, "run", run)
+    with pytest.raises(Interrupted) as info:
+        proc.execute(p, checkpoint=tmp_path / "q.ckpt")
+    assert info.value.steps_done == 3 and calls["n"] == 3  # the third group is kept; no fourth starts
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
+    monkeypatch.undo()
+    arrays, meta = proc.execute(p, checkpoint=tmp_path / "q.ckpt", resume=True)
+    assert meta["resumed_from"] == 3
+    for k in PER_REPLICA + ("risk", "risk_linear"):
+        np.testing.assert_array_equal(arrays[k], whole[k])
+
+
+def test_the_analysis_keeps_settings_apart(tmp_path):
+    """Runs that differ in anything but T (here the step size) are separate settings."""
+    text = ('experiment = "qplr-scaling"\nprocedure = "qplr"\n[params]\nM = 8\nreplicas = 2\nrecords = 4\n'
+            '[grid]\nlr = [0.01, 0.02]\nsteps = [64, 128, 256, 512]\n[analysis]\nt_lo = 64\n')
+    (tmp_path / "q.toml").write_text(text)
+    assert main(["run", str(tmp_path / "q.toml"), "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    settings = json.loads((tmp_path / "o" / "summary.json").read_text())["settings"]
+    assert len(settings) == 2 and all(s["steps"] == [64, 128, 256, 512] for s in settings)
+    assert all(s["diverged"] == [0, 0, 0, 0] for s in settings)
 
 
 def test_qplr_scaling_configuration_reduced(tmp_path):
@@ -143,10 +183,23 @@ def test_plot_command_draws_a_qplr_result(tmp_path):
     assert proc.kind == "qplr-run"
 
 
+def test_experiment_and_procedure_must_match():
+    for exp, proc in (("single", "qplr"), ("qplr-scaling", "stiefel-sgd")):
+        with pytest.raises(ConfigError, match="experiment: .*cannot analyse"):
+            parse_config(f'experiment = "{exp}"\nprocedure = "{proc}"\n')
+
+
 @pytest.mark.parametrize("params, key", [
     ("beta = 1.0", "beta"), ("steps = 100\nphase1 = 101", "phase1"), ("steps = 100\nstages = 60", "stages"),
-    ("M = 0", "M"), ("frobnicate = 1", "frobnicate"), ("replicas = 1.5", "replicas"), ("lr = -1.0", "lr"),
+    ("M = 0", r"\.M: "), ("frobnicate = 1", "frobnicate"), ("replicas = 1.5", "replicas"),
+    ("lr = -1.0", r"\.lr: "), ("records = 1", "records"),
 ])
 def test_configuration_errors_name_the_key(params, key):
     with pytest.raises(ConfigError, match=key):
         parse_config(f'experiment = "qplr-scaling"\nprocedure = "qplr"\n[params]\n{params}\n')
+
+
+def test_logspace_steps_always_ends_at_steps():
+    assert qf.logspace_steps(1000, 1).tolist() == [0, 1, 1000]
+    assert qf.logspace_steps(1000, 2).tolist() == [0, 1, 1000]
+    assert qf.logspace_steps(1, 5, include_zero=False).tolist() == [1]

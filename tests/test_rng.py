@@ -154,6 +154,16 @@ def test_every_runtime_loop_gives_the_same_bits():
         _core.fill_normals_range(ref, 99, 12, 2**33 + 1)
         for o in outs:
             assert np.array_equal(o, ref)
+    # short and ragged last chunks (m < 4, 4 <= m < 32, m % 4 != 0) at two starts: the
+    # AVX2 loop hashes positions ahead of use on the fly, and hands the tail to scalar code
+    for n in (1, 3, 4, 5, 7, 31, 33, 37, 511, 513, 515, 1029):
+        for start in (0, 2**64 - 2000):
+            ref = np.empty(n)
+            _core._fill_normals_range_isa(ref, 7, 3, start, "baseline")
+            for isa in isas[1:]:
+                o = np.empty(n)
+                _core._fill_normals_range_isa(o, 7, 3, start, isa)
+                assert np.array_equal(o, ref), (isa, n, start)
     with pytest.raises(ValueError, match="isa"):
         _core._fill_normals_range_isa(np.empty(4), 1, 1, 0, "sse9")
 

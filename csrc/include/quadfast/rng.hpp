@@ -19,7 +19,8 @@
 //   bits 0-7: layer k; bit 8: sign; bits 12-63: u in [0, 1) with 52 bits;
 //   x = u W[k]; accepted at once when u < K[k] (98.5% of draws).
 // Fast path: a branch-free loop over a chunk (one hash, two table look-ups, one
-// multiply, one comparison) that the compiler vectorises (gathers under AVX2/AVX-512);
+// multiply, one comparison), written in AVX2 and AVX-512 intrinsics (x86-64 only; the
+// baseline is a scalar loop);
 // the rare rejects are fixed afterwards by a scalar slow path that is the exact
 // ziggurat: the wedge test f(x) > F[k] + U (F[k-1] - F[k]) for layers k >= 1, Marsaglia's
 // exponential method beyond r = 3.654 for the base layer, and on a wedge reject a fresh
@@ -36,7 +37,7 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(QUADFAST_NO_DISPATCH)
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(QUADFAST_NO_DISPATCH)
 #include <immintrin.h>
 #endif
 
@@ -281,7 +282,7 @@ inline void fill_loop(T* out, std::size_t n, std::uint64_t key, const std::uint6
   fill_body<NoSimd>(out, n, key, P, i0);
 }
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(QUADFAST_NO_DISPATCH)
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(QUADFAST_NO_DISPATCH)
 #define QUADFAST_RNG_DISPATCH 1
 #define QUADFAST_RNG_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,popcnt")))
 #define QUADFAST_RNG_AVX2 __attribute__((target("avx2")))
@@ -387,8 +388,9 @@ struct Avx512 {
 // (W[k], K[k]) pairs (faster than vpgatherqpd on AMD Zen 4: 3.0 against 2.4 ns per normal
 // with scalar loads there, 2.2 with pairs), and the reject list is written without a
 // branch (a byte shuffle from a 16-entry table).  perf: 2.45 -> 2.07 ns per normal with a
-// position table, 3.68 -> 3.14 without, the same bits; then 1.90 and 2.14 with the loop
-// split by path, the reject count kept in a register and the scalar position hashes.
+// position table, 3.68 -> 3.14 without, the same bits; then (another session's harness
+// runs, 1.90 and 3.05 before) 1.86 and 2.14 with the loop split by path, the reject
+// count kept in a register and the scalar position hashes.
 struct Avx2 {
   // Without a table, position hashes are computed this many positions ahead of use.
   static constexpr std::size_t kLead = 32;
