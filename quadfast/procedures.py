@@ -600,7 +600,7 @@ class _HeldSigint:
         self.hit, self.old = False, None
         if threading.current_thread() is threading.main_thread():
             old = signal.getsignal(signal.SIGINT)
-            if old is not None:
+            if callable(old):  # not SIG_IGN or SIG_DFL: those are left alone
                 self.old = old
                 signal.signal(signal.SIGINT, self._hold)
         return self
@@ -616,8 +616,7 @@ class _HeldSigint:
     def deliver(self):
         if self.hit:
             self.hit = False
-            if callable(self.old):
-                self.old(signal.SIGINT, None)
+            self.old(signal.SIGINT, None)
             raise KeyboardInterrupt
 
 
@@ -647,11 +646,11 @@ def _execute_qplr(p, *, progress=False, checkpoint=None, resume=False, chunk_sec
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and resume and ckpt.exists():
         st = load_checkpoint(ckpt, p)
-        parts, elapsed = st["parts"], st["elapsed"]
+        parts, elapsed, resumed = st["parts"], st["elapsed"], True
     else:
-        parts, elapsed = [], 0.0
+        parts, elapsed, resumed = [], 0.0, False
     done = sum(part["v"].shape[0] for part in parts)
-    resumed_from = done if ckpt is not None and resume and ckpt.exists() else None
+    resumed_from = done if resumed else None
     bar = None
     if progress:
         from tqdm.auto import tqdm
