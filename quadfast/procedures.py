@@ -324,9 +324,13 @@ def _stiefel_session(p, progress, checkpoint, resume, chunk_seconds):
                        "orth_error": "max|W^T W - I|", "coef": "teacher lambda_j",
                        "flow_risk": "population-flow risk from the same W0 at flow_time",
                        "flow_alignment": "population-flow alignment from the same W0 at flow_time"}}
-    state = {"format": CHECKPOINT_FORMAT, "params": p, "sim": sim, "record": record, "flow": flow, "rows": rows,
-             "elapsed": elapsed}
-    return sim, arrays, info, state
+    return sim, arrays, info, _sim_checkpoint(p, sim, record, flow, rows, elapsed)
+
+
+def _sim_checkpoint(p, sim, record, flow, rows, elapsed) -> dict:
+    """What a checkpoint of a simulator run holds (read back by ``load_checkpoint``)."""
+    return {"format": CHECKPOINT_FORMAT, "params": p, "sim": sim, "record": record, "flow": flow, "rows": rows,
+            "elapsed": elapsed}
 
 
 def _run_recorded(sim, p, record, flow, rows, elapsed, ckpt, progress, chunk_seconds):
@@ -346,8 +350,7 @@ def _run_recorded(sim, p, record, flow, rows, elapsed, ckpt, progress, chunk_sec
             rows.extend(_rows(sim.last_trajectory))
         if ckpt is None:
             raise
-        _atomic_pickle({"format": CHECKPOINT_FORMAT, "params": p, "sim": sim, "record": record, "flow": flow,
-                        "rows": rows, "elapsed": elapsed + time.perf_counter() - t0}, ckpt)
+        _atomic_pickle(_sim_checkpoint(p, sim, record, flow, rows, elapsed + time.perf_counter() - t0), ckpt)
         raise Interrupted(ckpt, sim.steps_done) from None
     elapsed += time.perf_counter() - t0
     rows.sort(key=lambda r: r[0])
