@@ -3,6 +3,7 @@ with CMake (Eigen from cmeel-eigen, a test requirement), run it, and check that 
 learns and stays orthonormal.  Its numbers agree with the Python facade run on the
 same seed and start."""
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -27,24 +28,44 @@ def cpp_build(tmp_path_factory):
          "-DCMAKE_BUILD_TYPE=Release", f"-DPython_EXECUTABLE={sys.executable}"],
         capture_output=True, text=True)
     assert cfg.returncode == 0, cfg.stdout + cfg.stderr
+    # every example at once, on all cores (each is one large translation unit)
+    res = subprocess.run([cmake, "--build", str(out), "--parallel", str(os.cpu_count() or 1)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
 
     def build(target):
         res = subprocess.run([cmake, "--build", str(out), "--target", target], capture_output=True, text=True)
         assert res.returncode == 0, res.stdout + res.stderr
-        return next(p for p in out.rglob(target + "*") if p.is_file() and os.access(p, os.X_OK))
+        return next(p for p in out.rglob(target + "*")
+                    if p.stem == target and p.is_file() and os.access(p, os.X_OK))
 
     return build
 
 
+def _isa_targets(base):
+    """The check compiled for the baseline, and as the AVX-512 extension is where this CPU
+    runs that extension (its own micro-kernel in packed_gemm.hpp)."""
+    from quadfast import _ext
+
+    avx512 = "avx512" in _ext.supported() and platform.machine().lower() in ("x86_64", "amd64")
+    return [base] + ([base + "_avx512"] if avx512 else [])
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="interposes glibc's malloc")
-def test_step_loops_allocate_nothing(cpp_build):
+@pytest.mark.parametrize("variant", ["baseline", "avx512"])
+def test_step_loops_allocate_nothing(cpp_build, variant):
     """Heap allocations counted (malloc & co. interposed) over 500 steps after a warm-up:
     zero for the sequential, explicit-frame, batch-4 and blocked kernels (batch 1 and 4,
     one and two threads), float64 and float32, for StiefelKernel and EuclidKernel
     (sequential, batch 4, blocked with one and two threads); a full re-orthonormalisation
-    may allocate its N x N temporaries."""
-    run = subprocess.run([str(cpp_build("alloc_check"))], capture_output=True, text=True, timeout=300)
+    may allocate its N x N temporaries.  Baseline build, and the AVX-512 build where the
+    CPU has AVX-512."""
+    targets = _isa_targets("alloc_check")
+    if variant == "avx512" and len(targets) == 1:
+        pytest.skip("this CPU has no AVX-512")
+    target = targets[0] if variant == "baseline" else targets[1]
+    run = subprocess.run([str(cpp_build(target))], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     rows = [dict(kv.split("=") for kv in line.split()[1:]) for line in run.stdout.splitlines()]
     assert len(rows) == 13
@@ -54,18 +75,31 @@ def test_step_loops_allocate_nothing(cpp_build):
 
 
 @pytest.mark.slow
-def test_packed_products_equal_eigen_bit_for_bit(cpp_build):
+@pytest.mark.parametrize("variant", ["baseline", "avx512"])
+def test_packed_products_equal_eigen_bit_for_bit(cpp_build, variant):
     """The blocked engines' products with Bm and Zm packed once (packed_gemm.hpp) give the
     same bits as the Eigen expressions they replace when all packed columns are used
     (6 shapes, panel multiples and not), and agree to rounding (1e-13 float64, 1e-5
-    float32, relative to the terms' size) for blocks cut short; float64 and float32."""
-    run = subprocess.run([str(cpp_build("packed_gemm_check"))], capture_output=True, text=True, timeout=300)
+    float32, relative to the terms' size) for blocks cut short; float64 and float32.
+    The product P += W_b^T X_b (pgemm::gemm_add, 6 shapes) and the micro-kernel against
+    Eigen's gebp on the same packed panels (10 shapes leaving every kind of panel) give
+    Eigen's bits.  Baseline build, and the AVX-512 build (where the micro-kernel is
+    quadfast's own) where the CPU has AVX-512."""
+    targets = _isa_targets("packed_gemm_check")
+    if variant == "avx512" and len(targets) == 1:
+        pytest.skip("this CPU has no AVX-512")
+    target = targets[0] if variant == "baseline" else targets[1]
+    run = subprocess.run([str(cpp_build(target))], capture_output=True, text=True, timeout=300)
     rows = [line.split() for line in run.stdout.splitlines()]
-    assert len(rows) == 16, run.stdout + run.stderr
-    for row in rows:
+    packed = [r for r in rows if r[0] in ("float64", "float32")]
+    other = [r for r in rows if r[0] in ("gemm", "gebp")]
+    assert len(packed) == 16 and len(other) == 32 and len(rows) == 48, run.stdout + run.stderr
+    for row in packed:
         full = row[3] == row[4]
         assert row[-1] == "ok=1" and (row[5] == "identical=1" if full else row[6] == "close=1"), run.stdout
-    assert sum(row[3] == row[4] for row in rows) == 12 and run.returncode == 0
+    assert sum(row[3] == row[4] for row in packed) == 12
+    assert all(row[-1] == "identical=1" for row in other), run.stdout
+    assert run.returncode == 0
 
 
 @pytest.mark.slow

@@ -490,7 +490,8 @@ class EuclidKernel {
                                       static_cast<std::size_t>(i0 + nb), seed_, static_cast<std::uint64_t>(tn + j),
                                       table_);
           StridedX Xnb(Xn + i0, nb, kn, Eigen::OuterStride<>(d_));
-          Pp.noalias() += Wb.transpose() * Xnb;
+          // Pp += W_b^T X_b: Eigen's product with the micro-kernel of packed_gemm.hpp (its bits)
+          pgemm::gemm_add<T, Eigen::ColMajor, Eigen::ColMajor>(Pp.data(), N_, Wb.data(), N_, Xn + i0, d_, N_, nb, kn);
           Gp.template selfadjointView<Eigen::Lower>().rankUpdate(Xnb.transpose());
           if (need_tx) {
             Eigen::Map<const Mat> th(theta + i0 * r, nb, r);

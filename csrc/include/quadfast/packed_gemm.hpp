@@ -18,6 +18,9 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace quadfast {
 namespace pgemm {
@@ -85,6 +88,110 @@ inline Index panel_offset(Index a_n, Index a_blk, Index b_n, Index b_blk, Index 
   return at;
 }
 
+// The micro-kernel.  Eigen 3.4's gebp on AVX-512 works on register tiles of 3 packets x 4
+// columns (24 x 4 doubles, 12 of the 32 vector registers as accumulators) and reaches about
+// half of one core's FMA peak on the pass's products.  With AVX-512, full tiles here are
+// 3 (or 2) packets x 8 columns instead: 24 accumulators, 3 loads and 8 broadcasts per
+// 24 FMAs, read straight from Eigen's packed layout (lhs panels of 3, then 2 packets, with
+// the k-th packet column contiguous; rhs panels of 4 columns, two of which make a tile).
+// Each entry of C is summed exactly as in Eigen's 3pX4 and 2pX4 loops: one accumulator per
+// entry, one FMA per k in increasing k, then C <- acc * 1 + C (one FMA).  The results are
+// therefore Eigen's bits (csrc/examples/packed_gemm_check.cpp checks it).  Rows of the
+// 1-packet (8-row) panels, whose Eigen loop splits even and odd k over two accumulators,
+// smaller panels and single rhs columns are left to Eigen's gebp itself.
+namespace micro {
+#if defined(__AVX512F__)
+template <class T>
+struct Vec;
+template <>
+struct Vec<double> {
+  using R = __m512d;
+  static constexpr int L = 8;
+  static R zero() { return _mm512_setzero_pd(); }
+  static R load(const double* p) { return _mm512_load_pd(p); }
+  static R loadu(const double* p) { return _mm512_loadu_pd(p); }
+  static void storeu(double* p, R v) { _mm512_storeu_pd(p, v); }
+  static R set1(double v) { return _mm512_set1_pd(v); }
+  static R fmadd(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
+};
+template <>
+struct Vec<float> {
+  using R = __m512;
+  static constexpr int L = 16;
+  static R zero() { return _mm512_setzero_ps(); }
+  static R load(const float* p) { return _mm512_load_ps(p); }
+  static R loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void storeu(float* p, R v) { _mm512_storeu_ps(p, v); }
+  static R set1(float v) { return _mm512_set1_ps(v); }
+  static R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+};
+
+// C (MA packets x NB columns, column-major, leading dimension ldc) += A B over kc terms;
+// A: MA packets per k, contiguous; B: NB columns as one or two 4-column panels (B0, B1).
+template <class T, int MA, int NB>
+inline void tile(const T* __restrict A, const T* __restrict B0, const T* __restrict B1, Index kc, T* C, Index ldc) {
+  using V = Vec<T>;
+  typename V::R acc[MA][NB];
+  for (int a = 0; a < MA; ++a)
+    for (int b = 0; b < NB; ++b) acc[a][b] = V::zero();
+  for (Index k = 0; k < kc; ++k) {
+    typename V::R av[MA];
+    for (int a = 0; a < MA; ++a) av[a] = V::load(A + (k * MA + a) * V::L);
+    for (int b = 0; b < NB; ++b) {
+      const typename V::R bv = V::set1(b < 4 ? B0[k * 4 + b] : B1[k * 4 + (b - 4)]);
+      for (int a = 0; a < MA; ++a) acc[a][b] = V::fmadd(av[a], bv, acc[a][b]);
+    }
+  }
+  const typename V::R one = V::set1(T(1));
+  for (int b = 0; b < NB; ++b)
+    for (int a = 0; a < MA; ++a) {
+      T* p = C + b * ldc + a * V::L;
+      V::storeu(p, V::fmadd(acc[a][b], one, V::loadu(p)));
+    }
+}
+
+// Rows [i0, i1) of the packed lhs (whole 3- and 2-packet panels only) against one rhs
+// tile of NB columns.
+template <class T, int NB>
+inline void tile_rows(T* C, Index ldc, const T* blockA, Index depth, Index i0, Index i1, Index m3, const T* B0,
+                      const T* B1) {
+  constexpr Index P3 = 3 * Vec<T>::L, P2 = 2 * Vec<T>::L;
+  Index i = i0;
+  for (; i < std::min(i1, m3); i += P3) tile<T, 3, NB>(blockA + i * depth, B0, B1, depth, C + i, ldc);
+  for (; i < i1; i += P2) tile<T, 2, NB>(blockA + i * depth, B0, B1, depth, C + i, ldc);
+}
+#endif
+
+// C (rows x cols) += A B from Eigen-packed panels (blockA: rows x depth, blockB: depth x
+// cols, the layouts of gemm_pack_lhs / gemm_pack_rhs without stride or offset).
+template <class T>
+inline void gebp(const ResMapper<T>& res, const T* blockA, const T* blockB, Index rows, Index depth, Index cols) {
+#if defined(__AVX512F__)
+  if constexpr (Traits<T>::mr == 3 * Vec<T>::L && Traits<T>::nr == 4) {
+    constexpr Index L = Vec<T>::L;
+    const Index m3 = rows / (3 * L) * (3 * L);
+    const Index m2 = m3 + (rows - m3) / (2 * L) * (2 * L);
+    const Index n4 = cols / 4 * 4, n8 = cols / 8 * 8;
+    T* C = &res(0, 0);
+    const Index ldc = res.stride();
+    // Panels of lhs rows that stay in the L2 cache while the rhs tiles go past them.
+    const Index chunk = std::max<Index>(1, (Index(256) << 10) / (depth * Index(sizeof(T)) * 3 * L)) * (3 * L);
+    for (Index i0 = 0; i0 < m2; i0 += chunk) {
+      const Index i1 = std::min(m2, i0 + chunk);
+      for (Index j = 0; j < n8; j += 8)
+        tile_rows<T, 8>(C + j * ldc, ldc, blockA, depth, i0, i1, m3, blockB + j * depth, blockB + (j + 4) * depth);
+      if (n8 < n4) tile_rows<T, 4>(C + n8 * ldc, ldc, blockA, depth, i0, i1, m3, blockB + n8 * depth, nullptr);
+    }
+    Gebp<T> eigen;
+    if (m2 < rows) eigen(res.getSubMapper(m2, 0), blockA + m2 * depth, blockB, rows - m2, depth, cols, T(1));
+    if (n4 < cols && m2 > 0) eigen(res.getSubMapper(0, n4), blockA, blockB + n4 * depth, m2, depth, cols - n4, T(1));
+    return;
+  }
+#endif
+  Gebp<T>()(res, blockA, blockB, rows, depth, cols, T(1));
+}
+}  // namespace micro
+
 // Eigen's sequential GEMM loop (general_matrix_matrix_product::run): C (rows x cols) += A B
 // over (mc x kc) panels of A and (kc x nc) panels of B, i2 outer, then k2, then j2, with
 // the packed panels from lhs_panel(i2, mc, k2, kc) (once per (i2, k2)) and
@@ -92,14 +199,54 @@ inline Index panel_offset(Index a_n, Index a_blk, Index b_n, Index b_blk, Index 
 template <class T, class LhsPanel, class RhsPanel>
 inline void drive(const ResMapper<T>& res, Index rows, Index depth, Index cols, const Blocking& blk,
                   LhsPanel&& lhs_panel, RhsPanel&& rhs_panel) {
-  Gebp<T> gebp;
   for_panels(rows, blk.mc, depth, blk.kc, [&](Index i2, Index mc, Index k2, Index kc, Index) {
     const T* A = lhs_panel(i2, mc, k2, kc);
     for (Index j2 = 0; j2 < cols; j2 += blk.nc) {
       const Index nc = std::min(j2 + blk.nc, cols) - j2;
-      gebp(res.getSubMapper(i2, j2), A, rhs_panel(k2, kc, j2, nc), mc, kc, nc, T(1));
+      micro::gebp<T>(res.getSubMapper(i2, j2), A, rhs_panel(k2, kc, j2, nc), mc, kc, nc);
     }
   });
+}
+
+// C (rows x cols, column-major, leading dimension ldc) += A B with A (rows x depth) and
+// B (depth x cols) in storage orders OA and OB: Eigen's own product loop
+// (general_matrix_matrix_product::run, one thread: its blocking, both operands packed
+// panel by panel) around the micro-kernel above, hence the bits of `C.noalias() += A * B`.
+// Shapes for which Eigen takes another path (a matrix-vector product, or the
+// coefficient-based one below EIGEN_GEMM_TO_COEFFBASED_THRESHOLD) are Eigen's own
+// expression.  The packing buffers are on the stack up to EIGEN_STACK_ALLOCATION_LIMIT,
+// as in Eigen's product.
+template <class T, int OA, int OB>
+inline void gemm_add(T* C, Index ldc, const T* A, Index lda, const T* B, Index ldb, Index rows, Index depth,
+                     Index cols) {
+  if (rows == 0 || cols == 0 || depth == 0) return;
+  if (rows == 1 || cols == 1 || depth + rows + cols < EIGEN_GEMM_TO_COEFFBASED_THRESHOLD) {
+    using MA = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, OA>;
+    using MB = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, OB>;
+    using MC = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+    Eigen::Map<const MA, 0, Eigen::OuterStride<>> a(A, rows, depth, Eigen::OuterStride<>(lda));
+    Eigen::Map<const MB, 0, Eigen::OuterStride<>> b(B, depth, cols, Eigen::OuterStride<>(ldb));
+    Eigen::Map<MC, 0, Eigen::OuterStride<>> c(C, rows, cols, Eigen::OuterStride<>(ldc));
+    c.noalias() += a * b;
+    return;
+  }
+  const Blocking blk = blocking<T>(rows, cols, depth);
+  const ConstMapper<T, OA> lhs(A, lda);
+  const ConstMapper<T, OB> rhs(B, ldb);
+  PackLhs<T, OA> pack_lhs;
+  PackRhs<T, OB> pack_rhs;
+  ei_declare_aligned_stack_constructed_variable(T, blockA, static_cast<std::size_t>(blk.mc * blk.kc), 0);
+  ei_declare_aligned_stack_constructed_variable(T, blockB, static_cast<std::size_t>(blk.kc * blk.nc), 0);
+  drive<T>(
+      ResMapper<T>(C, ldc), rows, depth, cols, blk,
+      [&](Index i2, Index mc, Index k2, Index kc) {
+        pack_lhs(blockA, lhs.getSubMapper(i2, k2), kc, mc);
+        return static_cast<const T*>(blockA);
+      },
+      [&](Index k2, Index kc, Index j2, Index nc) {
+        pack_rhs(blockB, rhs.getSubMapper(k2, j2), kc, nc);
+        return static_cast<const T*>(blockB);
+      });
 }
 
 // One operand of C += A B packed once, for many products with the other operand:

@@ -455,7 +455,8 @@ class StiefelKernel {
           if (N_ == 1) {
             narrow_accumulate(Wb.data(), Xnb, Pp, Gp);
           } else {
-            Pp.noalias() += Wb.transpose() * Xnb;
+            // Pp += W_b^T X_b: Eigen's product with the micro-kernel of packed_gemm.hpp (its bits)
+            pgemm::gemm_add<T, Eigen::ColMajor, Eigen::ColMajor>(Pp.data(), N_, Wb.data(), N_, Xn + i0, d_, N_, nb, cn);
             Gp.template selfadjointView<Eigen::Lower>().rankUpdate(Xnb.transpose());
           }
           if (need_tx) {
