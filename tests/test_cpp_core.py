@@ -83,7 +83,10 @@ def test_packed_products_equal_eigen_bit_for_bit(cpp_build, variant):
     float32, relative to the terms' size) for blocks cut short; float64 and float32.
     The product P += W_b^T X_b (pgemm::gemm_add, 6 shapes) and the micro-kernel against
     Eigen's gebp on the same packed panels (10 shapes leaving every kind of panel) give
-    Eigen's bits.  Baseline build, and the AVX-512 build (where the micro-kernel is
+    Eigen's bits.  The products on row-major operands of the small-width pass
+    (rowgemm.hpp, 8 shapes) agree with a float64 reference (1e-13 float64, 2e-6 float32,
+    times sqrt(depth)), leave C's row padding alone, and give the same bits row by row as
+    for all rows at once.  Baseline build, and the AVX-512 build (where both kernels are
     quadfast's own) where the CPU has AVX-512."""
     targets = _isa_targets("packed_gemm_check")
     if variant == "avx512" and len(targets) == 1:
@@ -93,7 +96,9 @@ def test_packed_products_equal_eigen_bit_for_bit(cpp_build, variant):
     rows = [line.split() for line in run.stdout.splitlines()]
     packed = [r for r in rows if r[0] in ("float64", "float32")]
     other = [r for r in rows if r[0] in ("gemm", "gebp")]
-    assert len(packed) == 16 and len(other) == 32 and len(rows) == 48, run.stdout + run.stderr
+    direct = [r for r in rows if r[0] == "rowgemm"]
+    assert len(packed) == 16 and len(other) == 32 and len(direct) == 16 and len(rows) == 64, run.stdout + run.stderr
+    assert all(r[-2:] == ["close=1", "split_identical=1"] for r in direct), run.stdout
     for row in packed:
         full = row[3] == row[4]
         assert row[-1] == "ok=1" and (row[5] == "identical=1" if full else row[6] == "close=1"), run.stdout

@@ -8,16 +8,22 @@
 // AVX-512, else Eigen's gebp) against Eigen's gebp on the same packed panels, over row
 // counts that leave every kind of lhs panel (3, 2, 1 packets, half, quarter, scalar rows)
 // and column counts that leave 8-, 4- and 1-column rhs panels.
+// The products on row-major operands (rowgemm.hpp: AVX-512 register tiles of 6 rows x 4
+// vectors and narrower, masked column tails; a scalar loop elsewhere) against a float64
+// reference, and row by row against all rows at once, bit for bit.
 // Prints one line per case: "<dtype> nb N c c_used identical=<0|1> close=<0|1> ok=<0|1>"
 // for the packed products (ok when identical with all c columns used, or close with fewer),
 // then "gemm <dtype> rows depth cols identical=<0|1>" and
-// "gebp <dtype> rows depth cols identical=<0|1>"; exit status 0 iff all are ok.
+// "gebp <dtype> rows depth cols identical=<0|1>" and
+// "rowgemm <dtype> m n K1 K2 close=<0|1> split_identical=<0|1>"; exit status 0 iff all are ok.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <vector>
 
 #include "quadfast/packed_gemm.hpp"
+#include "quadfast/rowgemm.hpp"
 
 template <class T>
 bool check(Eigen::Index nb, Eigen::Index N, Eigen::Index c, Eigen::Index c_used, unsigned seed) {
@@ -120,6 +126,56 @@ bool check_gebp(Eigen::Index rows, Eigen::Index depth, Eigen::Index cols, unsign
   return same;
 }
 
+// C (m x n, row-major, ldc = n + 3) += A1 B1 + A2 B2 with A1 row-major (m x K1), A2
+// column-major with a leading dimension larger than m (as a block of the samples X), B1
+// and B2 row-major with padded rows (K2 = 0: one segment); then C = A1 B1 (no
+// accumulation).  Close: within 1e-13 (float64) or 2e-6 (float32) of a float64
+// reference, relative to sqrt(K1 + K2).  Split: rows computed one call per row give the
+// same bits as one call for all rows.
+template <class T>
+bool check_rowgemm(Eigen::Index m, Eigen::Index n, Eigen::Index K1, Eigen::Index K2, unsigned seed) {
+  namespace rg = quadfast::rowgemm;
+  using Index = Eigen::Index;
+  std::mt19937_64 gen(seed);
+  std::normal_distribution<double> nd;
+  const Index ldc = n + 3, lda2 = m + 11, ldb = n + 5;
+  std::vector<T> A1(m * K1), A2(lda2 * std::max<Index>(K2, 1)), B1(K1 * ldb), B2(std::max<Index>(K2, 1) * ldb),
+      C0(m * ldc);
+  for (auto* v : {&A1, &A2, &B1, &B2, &C0})
+    for (auto& x : *v) x = static_cast<T>(nd(gen));
+  const rg::Seg<T> seg[2] = {{A1.data(), K1, 1, B1.data(), ldb, K1}, {A2.data(), 1, lda2, B2.data(), ldb, K2}};
+  const int nseg = K2 > 0 ? 2 : 1;
+  std::vector<T> C1 = C0, C2 = C0, C3 = C0;
+  rg::gemm<T>(C1.data(), ldc, m, n, seg, nseg, true);
+  for (Index i = 0; i < m; ++i) {  // row by row
+    rg::Seg<T> one[2] = {seg[0], seg[1]};
+    one[0].a = A1.data() + i * K1;
+    one[1].a = A2.data() + i;
+    rg::gemm<T>(C2.data() + i * ldc, ldc, 1, n, one, nseg, true);
+  }
+  rg::gemm<T>(C3.data(), ldc, m, n, seg, 1, false);
+  double err = 0.0, err3 = 0.0;
+  bool untouched = true;  // the padding of C's rows is left alone
+  for (Index i = 0; i < m; ++i) {
+    for (Index j = 0; j < n; ++j) {
+      double ref = 0.0, ref3 = 0.0;
+      for (Index k = 0; k < K1; ++k) ref3 += static_cast<double>(A1[i * K1 + k]) * static_cast<double>(B1[k * ldb + j]);
+      ref = ref3;
+      for (Index k = 0; k < K2; ++k) ref += static_cast<double>(A2[i + k * lda2]) * static_cast<double>(B2[k * ldb + j]);
+      err = std::max(err, std::abs(static_cast<double>(C1[i * ldc + j]) - (static_cast<double>(C0[i * ldc + j]) + ref)));
+      err3 = std::max(err3, std::abs(static_cast<double>(C3[i * ldc + j]) - ref3));
+    }
+    for (Index j = n; j < ldc; ++j) untouched = untouched && C1[i * ldc + j] == C0[i * ldc + j] && C3[i * ldc + j] == C0[i * ldc + j];
+  }
+  const double tol = (sizeof(T) == 8 ? 1e-13 : 2e-6) * std::sqrt(static_cast<double>(K1 + K2) + 1.0);
+  const bool close = err < tol && err3 < tol && untouched;
+  const bool split = std::memcmp(C1.data(), C2.data(), sizeof(T) * C1.size()) == 0;
+  std::printf("rowgemm %s %ld %ld %ld %ld close=%d split_identical=%d\n", sizeof(T) == 8 ? "float64" : "float32",
+              static_cast<long>(m), static_cast<long>(n), static_cast<long>(K1), static_cast<long>(K2), close ? 1 : 0,
+              split ? 1 : 0);
+  return close && split;
+}
+
 int main() {
   const long shapes[][4] = {{64, 1024, 192, 192}, {64, 1024, 192, 100}, {1024, 64, 32, 32}, {50, 100, 37, 37},
                             {7, 33, 5, 5},        {128, 256, 128, 128}, {64, 2048, 96, 96},  {13, 600, 300, 257}};
@@ -144,6 +200,13 @@ int main() {
   for (const auto& b : bshapes) {
     ok = check_gebp<double>(b[0], b[1], b[2], seed++) && ok;
     ok = check_gebp<float>(b[0], b[1], b[2], seed++) && ok;
+  }
+  // rows that leave every tile height, widths that leave every panel and masked tail
+  const long rshapes[][4] = {{64, 64, 64, 32}, {64, 32, 64, 0}, {13, 100, 9, 5}, {7, 3, 17, 0},
+                             {50, 200, 33, 0}, {1, 130, 8, 8}, {29, 47, 1, 2}, {64, 128, 32, 0}};
+  for (const auto& r : rshapes) {
+    ok = check_rowgemm<double>(r[0], r[1], r[2], r[3], seed++) && ok;
+    ok = check_rowgemm<float>(r[0], r[1], r[2], r[3], seed++) && ok;
   }
   return ok ? 0 : 1;
 }

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "quadfast/packed_gemm.hpp"
+#include "quadfast/rowgemm.hpp"
 #include "quadfast/rng.hpp"
 #include "quadfast/rowpass.hpp"
 #include "quadfast/slabs.hpp"
@@ -220,7 +221,10 @@ class EuclidKernel {
       }
       Zm_.resize(N_, K_);
       CZt_.resize(K_, N_);
-      packed_ = N_ >= pgemm::kMinWidth;
+      // small widths with AVX-512: products on the row-major operands as they lie
+      // (rowgemm.hpp); otherwise CZ^T packed once per block (packed_gemm.hpp)
+      direct_ = rowgemm::kAvailable && N_ >= 2 && N_ <= kDirectMaxWidth;
+      packed_ = !direct_ && N_ >= pgemm::kMinWidth;
       if (packed_) packCZ_.setup(N_, K_, rb_);
       cvec_.resize(K_);
       uvec_.resize(K_);
@@ -478,10 +482,14 @@ class EuclidKernel {
         if (Xa != nullptr) {
           if (s != T(1)) Wb *= s;
           StridedX Xab(Xa + i0, nb, ma, Eigen::OuterStride<>(d_));
-          if (packed_)  // W_b^T += (CZ^T)^T X_b^T with CZ^T packed once for all row blocks
+          if (direct_) {  // W_b += X_b CZ^T (CZ^T row-major)
+            const rowgemm::Seg<T> ws{Xa + i0, 1, d_, CZt_.data(), N_, ma};
+            rowgemm::gemm<T>(Wb.data(), N_, nb, N_, &ws, 1, true);
+          } else if (packed_) {  // W_b^T += (CZ^T)^T X_b^T with CZ^T packed once for all row blocks
             packCZ_.template gemm_add<Eigen::RowMajor>(Wb.data(), N_, Xa + i0, d_, nb);
-          else
+          } else {
             Wb.noalias() += Xab * CZt_.topRows(ma);
+          }
         }
         if (Xn != nullptr) {
           if (draw)  // the rows just consumed now hold the next block's samples
@@ -490,8 +498,12 @@ class EuclidKernel {
                                       static_cast<std::size_t>(i0 + nb), seed_, static_cast<std::uint64_t>(tn + j),
                                       table_);
           StridedX Xnb(Xn + i0, nb, kn, Eigen::OuterStride<>(d_));
-          // Pp += W_b^T X_b: Eigen's product with the micro-kernel of packed_gemm.hpp (its bits)
-          pgemm::gemm_add<T, Eigen::ColMajor, Eigen::ColMajor>(Pp.data(), N_, Wb.data(), N_, Xn + i0, d_, N_, nb, kn);
+          if (direct_) {  // P^T (kn x N, row-major: P is column-major) += X_b^T W_b
+            const rowgemm::Seg<T> ps{Xn + i0, d_, 1, Wb.data(), N_, nb};
+            rowgemm::gemm<T>(Pp.data(), N_, kn, N_, &ps, 1, true);
+          } else {  // Pp += W_b^T X_b: Eigen's product with the micro-kernel of packed_gemm.hpp (its bits)
+            pgemm::gemm_add<T, Eigen::ColMajor, Eigen::ColMajor>(Pp.data(), N_, Wb.data(), N_, Xn + i0, d_, N_, nb, kn);
+          }
           Gp.template selfadjointView<Eigen::Lower>().rankUpdate(Xnb.transpose());
           if (need_tx) {
             Eigen::Map<const Mat> th(theta + i0 * r, nb, r);
@@ -614,6 +626,8 @@ class EuclidKernel {
   std::vector<double> accpart_;
   ColMat Pm_, Xg_, Zm_, Ppart_, Gpart_, TX_, TXpart_;
   Mat CZt_;
+  static constexpr Index kDirectMaxWidth = 128;  // as StiefelKernel's (rowgemm.hpp)
+  bool direct_ = false;
   pgemm::PackedLhs<T> packCZ_;  // CZt_^T (N x ma) in the micro-kernel's layout
   bool packed_ = false;
   Vec<T> cvec_, uvec_, zvec_;

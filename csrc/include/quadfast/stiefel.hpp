@@ -19,6 +19,7 @@
 #include "quadfast/jacobi.hpp"
 #include "quadfast/packed_gemm.hpp"
 #include "quadfast/rng.hpp"
+#include "quadfast/rowgemm.hpp"
 #include "quadfast/rowpass.hpp"
 #include "quadfast/slabs.hpp"
 #include "quadfast/teacher.hpp"
@@ -371,8 +372,15 @@ class StiefelKernel {
     Am_.resize(cap, cap);
     Zm_.resize(N_, cap);
     narrow_v_.resize(cap);
-    packed_ = N_ >= pgemm::kMinWidth;  // Bm, Zm packed once per block
-    if (packed_) {
+    // Small widths with AVX-512: products on the row-major operands as they lie
+    // (rowgemm.hpp), with Bm and Am transposed once per block; otherwise Bm, Zm packed
+    // once per block for Eigen-layout GEMMs (packed_gemm.hpp)
+    direct_ = rowgemm::kAvailable && N_ >= 2 && N_ <= kDirectMaxWidth;
+    packed_ = !direct_ && N_ >= pgemm::kMinWidth;
+    if (direct_) {
+      BmR_.resize(N_, cap);
+      AmR_.resize(cap, cap);
+    } else if (packed_) {
       packBm_.setup(rb_, N_, cap);
       packZm_.setup(N_, cap, rb_);
     } else if (N_ > 1) {
@@ -404,7 +412,10 @@ class StiefelKernel {
   // block, whose first step is `tn`, drawing them first into Xbuf_ when `draw`.
   void pass(MapW& Wm, const T* Xa, Index ma, const T* Xn, Index cn, std::int64_t tn, bool draw, bool need_tx) {
     if (Xa != nullptr) {
-      if (packed_) {  // Bm and Zm packed once for all row blocks (packed_gemm.hpp)
+      if (direct_) {  // row-major Bm and Am (Zm, column-major, is Zm^T row-major)
+        BmR_.topLeftCorner(N_, ma) = Bm_.leftCols(ma);
+        AmR_.topLeftCorner(ma, ma) = Am_.topLeftCorner(ma, ma);
+      } else if (packed_) {  // Bm and Zm packed once for all row blocks (packed_gemm.hpp)
         packBm_.pack(Bm_.data(), N_, ma, N_);  // Bm: N x ma
         packZm_.pack(Zm_.data(), N_, N_, ma);  // Zm: N x ma
       } else if (N_ == 1) {
@@ -432,6 +443,15 @@ class StiefelKernel {
           auto Y = Ywork_.block(0, s * cap_, nb, ma);
           if (N_ == 1) {
             narrow_update(Wb.data(), Xab, Y, ma);
+          } else if (direct_) {
+            // Y = W_b Bm + X_b Am (row-major nb x ma in this slab's Y storage), then
+            // W_b += Y Zm^T, with the operands as they lie (rowgemm.hpp)
+            T* Yd = Ywork_.data() + s * cap_ * rb_;
+            const rowgemm::Seg<T> ys[2] = {{Wb.data(), N_, 1, BmR_.data(), cap_, N_},
+                                           {Xa + i0, 1, d_, AmR_.data(), cap_, ma}};
+            rowgemm::gemm<T>(Yd, cap_, nb, ma, ys, 2, false);
+            const rowgemm::Seg<T> ws{Yd, cap_, 1, Zm_.data(), N_, ma};
+            rowgemm::gemm<T>(Wb.data(), N_, nb, N_, &ws, 1, true);
           } else if (packed_) {
             // the same products and bits as the expressions below, without re-packing
             // Bm and Zm for every row block: Y = W_b Bm, and W_b^T += Zm Y^T
@@ -454,6 +474,11 @@ class StiefelKernel {
           StridedX Xnb(Xn + i0, nb, cn, Eigen::OuterStride<>(d_));
           if (N_ == 1) {
             narrow_accumulate(Wb.data(), Xnb, Pp, Gp);
+          } else if (direct_) {
+            // P^T (cn x N, row-major: P is column-major) += X_b^T W_b
+            const rowgemm::Seg<T> ps{Xn + i0, d_, 1, Wb.data(), N_, nb};
+            rowgemm::gemm<T>(Pp.data(), N_, cn, N_, &ps, 1, true);
+            Gp.template selfadjointView<Eigen::Lower>().rankUpdate(Xnb.transpose());
           } else {
             // Pp += W_b^T X_b: Eigen's product with the micro-kernel of packed_gemm.hpp (its bits)
             pgemm::gemm_add<T, Eigen::ColMajor, Eigen::ColMajor>(Pp.data(), N_, Wb.data(), N_, Xn + i0, d_, N_, nb, cn);
@@ -915,6 +940,10 @@ class StiefelKernel {
   Index part_rows_ = 0, n_parts_ = 1;
   bool small_threads_ok_ = false;
   Mat Zt_;
+  // widths up to which the AVX-512 build uses rowgemm.hpp in the pass (measured, README)
+  static constexpr Index kDirectMaxWidth = 128;
+  bool direct_ = false;
+  Mat BmR_, AmR_;  // row-major copies of Bm, Am for the direct products
   pgemm::PackedRhs<T> packBm_;
   pgemm::PackedLhs<T> packZm_;
   bool packed_ = false;

@@ -1,0 +1,192 @@
+// Products on row-major operands without packing, for the blocked engine's pass over W
+// at small widths (AVX-512 builds).
+//
+// The pass multiplies every row block W_b (nb x N, row-major) by N x c coefficient
+// matrices (MODEL.md §3).  At N = 64, c = 32 a row block holds 4096 entries of W and each
+// entry takes part in 2 c = 64 multiply-adds per product, so packing W_b into a GEMM
+// micro-kernel's panel layout (twice: once per role) cost about a quarter of a step (perf,
+// (4096, 64), one core of the 2-core Ice Lake VM of the README).  Here the row operand is
+// read where it lies: each multiply-add broadcasts one entry A(i, k) and multiplies it
+// into a contiguous row k of B, so B must be row-major (the N x c matrices, transposed
+// once per block where needed, and W_b itself), and A may have any strides (W_b, or a
+// block of the column-major samples X).  Register tiles are 6 rows x 4 vectors (32
+// doubles or 64 floats wide): each row of B loaded is used by 6 rows of C.  A first
+// version with 3 rows x 8 vectors re-read B from L2 at every k and was slower than the
+// packed products; with 6 x 4 the (4096, 64) step went from 61 to 42 us (C++ harness).
+//
+// C (m x n, row-major, leading dimension ldc) = or += sum over segments s of A_s B_s,
+//   A_s(i, k) = a_s[i * ars_s + k * acs_s]  (k < K_s),  B_s row-major (leading dim. ldb_s).
+// Every entry of C is summed in a fixed order (segments in order, k increasing, one FMA
+// per term, from zero), then added to C when accumulating: the same bits for any split
+// of C into row blocks, any thread count and any call sequence.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace quadfast {
+namespace rowgemm {
+
+using Index = Eigen::Index;
+
+template <class T>
+struct Seg {
+  const T* a = nullptr;
+  Index ars = 0, acs = 0;
+  const T* B = nullptr;
+  Index ldb = 0;
+  Index K = 0;
+};
+
+#if defined(__AVX512F__)
+inline constexpr bool kAvailable = true;
+
+template <class T>
+struct V;
+template <>
+struct V<double> {
+  using R = __m512d;
+  using M = __mmask8;
+  static constexpr int L = 8;
+  static R zero() { return _mm512_setzero_pd(); }
+  static R set1(double v) { return _mm512_set1_pd(v); }
+  static R load(const double* p, M m) { return _mm512_maskz_loadu_pd(m, p); }
+  static R loadu(const double* p) { return _mm512_loadu_pd(p); }
+  static void store(double* p, R v, M m) { _mm512_mask_storeu_pd(p, m, v); }
+  static void storeu(double* p, R v) { _mm512_storeu_pd(p, v); }
+  static R fmadd(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
+  static R add(R a, R b) { return _mm512_add_pd(a, b); }
+  static M mask(Index n) { return static_cast<M>(n >= L ? 0xFF : (1u << n) - 1u); }
+};
+template <>
+struct V<float> {
+  using R = __m512;
+  using M = __mmask16;
+  static constexpr int L = 16;
+  static R zero() { return _mm512_setzero_ps(); }
+  static R set1(float v) { return _mm512_set1_ps(v); }
+  static R load(const float* p, M m) { return _mm512_maskz_loadu_ps(m, p); }
+  static R loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, R v, M m) { _mm512_mask_storeu_ps(p, m, v); }
+  static void storeu(float* p, R v) { _mm512_storeu_ps(p, v); }
+  static R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static M mask(Index n) { return static_cast<M>(n >= L ? 0xFFFF : (1u << n) - 1u); }
+};
+
+#if defined(__GNUC__)
+#define QUADFAST_ROWGEMM_INLINE __attribute__((always_inline)) inline
+#else
+#define QUADFAST_ROWGEMM_INLINE inline
+#endif
+
+// One segment's terms into the MR x NV accumulators (the last vector masked to `last`).
+template <class T, int MR, int NV>
+QUADFAST_ROWGEMM_INLINE void accumulate(typename V<T>::R (&c)[MR][NV], const Seg<T>& g, Index row0, Index col0,
+                                        typename V<T>::M last) {
+  using Vt = V<T>;
+  const T* a = g.a + row0 * g.ars;
+  const T* B = g.B + col0;
+  const Index ars = g.ars, acs = g.acs, ldb = g.ldb;
+  for (Index k = 0; k < g.K; ++k) {
+    typename Vt::R av[MR];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) av[r] = Vt::set1(a[r * ars + k * acs]);
+    const T* Bk = B + k * ldb;
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      const typename Vt::R b = v + 1 < NV ? Vt::loadu(Bk + v * Vt::L) : Vt::load(Bk + v * Vt::L, last);
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) c[r][v] = Vt::fmadd(av[r], b, c[r][v]);
+    }
+  }
+}
+
+// MR rows x NV vectors of C from one or two segments: MR NV accumulators, MR broadcasts
+// and one row of B per k (MR NV + MR + 1 <= 32 registers).
+template <class T, int MR, int NV, int NSEG>
+inline void tile(T* C, Index ldc, const Seg<T>* seg, Index row0, Index col0, bool acc, typename V<T>::M last) {
+  using Vt = V<T>;
+  typename Vt::R c[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) c[r][v] = Vt::zero();
+  accumulate<T, MR, NV>(c, seg[0], row0, col0, last);
+  if constexpr (NSEG > 1) accumulate<T, MR, NV>(c, seg[1], row0, col0, last);
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    T* p = C + (row0 + r) * ldc + col0;
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      const bool full = v + 1 < NV;
+      typename Vt::R x = c[r][v];
+      if (acc) x = Vt::add(full ? Vt::loadu(p + v * Vt::L) : Vt::load(p + v * Vt::L, last), x);
+      if (full)
+        Vt::storeu(p + v * Vt::L, x);
+      else
+        Vt::store(p + v * Vt::L, x, last);
+    }
+  }
+}
+
+// Rows [0, m) for the columns [col0, col0 + NV L) (the last vector masked): tiles of MR
+// rows, then the rest one row at a time.
+template <class T, int MR, int NV, int NSEG>
+inline void rows(T* C, Index ldc, const Seg<T>* seg, Index m, Index col0, bool acc, typename V<T>::M last) {
+  Index i = 0;
+  for (; i + MR <= m; i += MR) tile<T, MR, NV, NSEG>(C, ldc, seg, i, col0, acc, last);
+  for (; i < m; ++i) tile<T, 1, NV, NSEG>(C, ldc, seg, i, col0, acc, last);
+}
+
+template <class T, int NSEG>
+inline void gemm_n(T* C, Index ldc, Index m, Index n, const Seg<T>* seg, bool acc) {
+  constexpr Index L = V<T>::L;
+  Index j = 0;
+  // column panels of 4 vectors (6-row tiles), then one narrower panel for the rest
+  for (; j + 4 * L <= n; j += 4 * L) rows<T, 6, 4, NSEG>(C, ldc, seg, m, j, acc, V<T>::mask(L));
+  const Index rest = n - j;
+  if (rest <= 0) return;
+  const Index nv = (rest + L - 1) / L;
+  const typename V<T>::M last = V<T>::mask(rest - (nv - 1) * L);
+  switch (nv) {
+    case 1: rows<T, 8, 1, NSEG>(C, ldc, seg, m, j, acc, last); break;
+    case 2: rows<T, 8, 2, NSEG>(C, ldc, seg, m, j, acc, last); break;
+    case 3: rows<T, 6, 3, NSEG>(C, ldc, seg, m, j, acc, last); break;
+    case 4: rows<T, 6, 4, NSEG>(C, ldc, seg, m, j, acc, last); break;
+    case 5: rows<T, 4, 5, NSEG>(C, ldc, seg, m, j, acc, last); break;
+    case 6: rows<T, 4, 6, NSEG>(C, ldc, seg, m, j, acc, last); break;
+    default: rows<T, 3, 7, NSEG>(C, ldc, seg, m, j, acc, last); break;
+  }
+}
+
+template <class T>
+inline void gemm(T* C, Index ldc, Index m, Index n, const Seg<T>* seg, int nseg, bool acc) {
+  if (nseg == 1)
+    gemm_n<T, 1>(C, ldc, m, n, seg, acc);
+  else
+    gemm_n<T, 2>(C, ldc, m, n, seg, acc);
+}
+#else
+inline constexpr bool kAvailable = false;
+
+// Without AVX-512 the engines do not call this; the loop is the same sums in the same
+// order, for completeness.
+template <class T>
+inline void gemm(T* C, Index ldc, Index m, Index n, const Seg<T>* seg, int nseg, bool acc) {
+  for (Index i = 0; i < m; ++i)
+    for (Index j = 0; j < n; ++j) {
+      T x = T(0);
+      for (int s = 0; s < nseg; ++s)
+        for (Index k = 0; k < seg[s].K; ++k) x = std::fma(seg[s].a[i * seg[s].ars + k * seg[s].acs], seg[s].B[k * seg[s].ldb + j], x);
+      C[i * ldc + j] = acc ? C[i * ldc + j] + x : x;
+    }
+}
+#endif
+
+}  // namespace rowgemm
+}  // namespace quadfast
