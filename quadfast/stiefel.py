@@ -40,11 +40,15 @@ def default_block(d: int, width: int, batch: int) -> int:
     (16384, 1024): 3030 / 2920 / 2440 / 2210.  At d = 16384, width 1, 4 / 8 / 16 / 32
     columns: 47 / 51 / 59 / 75; width 16: 110 / 100 / 93 / 104.  The sample block (d x columns) is drawn
     row block by row block inside the pass over W, so its size does not cost cache misses.
-    Returns 1 (the sequential kernels) for small problems, d * width < 8192, where a step
-    takes a few microseconds and GEMM setup would dominate, and when ``batch`` alone fills
-    a block.
+    Small problems are blocked too: on the 2-core Ice Lake VM of the README (one thread,
+    microseconds per step, sequential kernel against blocks of 4 / 8 / 16 columns),
+    (256, 1): 3.6 against 1.3 / 1.4 / 1.4; (1024, 1): 16.0 against 3.7 / 3.8 / 4.4;
+    (1024, 4): 13.6 against 8.8 / 6.5 / 6.2; (2048, 2): 32 against 17 / 12 / 12; the
+    AVX2 and baseline builds on the same machine gave the same ordering.  Returns 1 (the
+    sequential kernels) only for tiny problems, d * width < 64 ((16, 1): 0.32 us
+    sequential against 0.45 blocked), and when ``batch`` alone fills a block.
     """
-    if d * width < 8192:
+    if d * width < 64:
         return 1
     if width < 32:
         cols = max(4, width)  # the O(d c) terms of a step (X Am, X^T X) must not swamp 6 d N

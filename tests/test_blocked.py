@@ -116,7 +116,8 @@ def test_block_argument_validation():
         sim.threads = -1
     assert qf.default_block(4096, 64, 1) == 32 and qf.default_block(4096, 64, 4) == 8
     assert qf.default_block(16384, 1024, 1) == 192 and qf.default_block(4096, 64, 64) == 1
-    assert qf.default_block(64, 64, 1) == 1  # d N < 8192: the sequential kernel
+    assert qf.default_block(16, 2, 1) == 1  # d N < 64: the sequential kernel
+    assert qf.default_block(64, 64, 1) == 32 and qf.default_block(1024, 1, 1) == 4  # small problems: blocked
 
 
 @pytest.mark.parametrize("batch,block", [(2, 2), (3, 8), (5, 4), (16, 4)])
