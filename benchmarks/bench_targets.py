@@ -97,7 +97,7 @@ def test_extensive_width(request):
     fns = {"q1": lambda: sims[1].run(steps, []), "q2": lambda: sims[2].run(steps, []), "numpy": np_run,
            "reference": reference, "dgemm": lambda: a @ b}
     units = {"q1": steps, "q2": steps, "numpy": np_steps, "reference": 1, "dgemm": 2.0 * m**3}
-    t = interleaved(fns, units, 1 if _quick(request) else 4)
+    t = interleaved(fns, units, 1 if _quick(request) else 6)
     for s in sims.values():
         assert s.orth_error() < s.reortho_tol
     assert np.max(np.abs(W.T @ W - np.eye(n))) < 1e-9
