@@ -32,7 +32,7 @@ def default_block(d: int, width: int, batch: int) -> int:
     """Steps per block of the blocked engine (MODEL.md §3).
 
     A block holds ``block * batch`` sample columns: the width itself (at least 4) below 32,
-    then 32 for width < 128, 128 for width < 512 and 192 above.  Wider students amortise the O(d N) passes over W over more
+    then 32 for width <= 128, 128 for width < 512 and 192 above.  Wider students amortise the O(d N) passes over W over more
     steps while the O(N c) per-step work stays small.  Measured on the 2-core AVX-512 VM of
     the README, one thread, microseconds per step for 32 / 64 / 128 / 192 columns:
     (4096, 64): 44.6 / 47.6 / 58.8 / 74.1; (4096, 256): 158 / 166 / 148 / 159;
@@ -40,6 +40,15 @@ def default_block(d: int, width: int, batch: int) -> int:
     (16384, 1024): 3030 / 2920 / 2440 / 2210.  At d = 16384, width 1, 4 / 8 / 16 / 32
     columns: 47 / 51 / 59 / 75; width 16: 110 / 100 / 93 / 104.  The sample block (d x columns) is drawn
     row block by row block inside the pass over W, so its size does not cost cache misses.
+    On the 2-core Ice Lake VM of the README (C++ harness, one thread, minimum of 3
+    interleaved runs, microseconds per step), with the products of rowgemm.hpp that the
+    AVX-512 build uses up to width 128: (4096, 64) 16 / 24 / 32 / 48 / 64 columns:
+    44 / 42 / 43 / 50 / 55; (4096, 128): 98 / 77 / 83 / 91 / 98; (16384, 128) 32 / 64 /
+    128 columns: 331 / 349 / 419 (hence 32 columns at width 128); (16384, 256): 637 / 571
+    / 588; (16384, 1024) 64 / 96 / 128 / 160 / 192: 1863 / 1797 / 1807 / 1829 / 1874, flat.
+    The same measurements show no gain from larger blocks once W leaves the caches: at
+    width 64, 32 columns stay best from d = 4096 (W 2 MiB) to d = 262144 (128 MiB; 32 / 64
+    / 128 columns: 3.69 / 3.88 / 5.35 ms), so the rule does not use the cache sizes.
     Small problems are blocked too: on the 2-core Ice Lake VM of the README (one thread,
     microseconds per step, sequential kernel against blocks of 4 / 8 / 16 columns),
     (256, 1): 3.6 against 1.3 / 1.4 / 1.4; (1024, 1): 16.0 against 3.7 / 3.8 / 4.4;
@@ -53,7 +62,7 @@ def default_block(d: int, width: int, batch: int) -> int:
     if width < 32:
         cols = max(4, width)  # the O(d c) terms of a step (X Am, X^T X) must not swamp 6 d N
     else:
-        cols = 32 if width < 128 else (128 if width < 512 else 192)
+        cols = 32 if width <= 128 else (128 if width < 512 else 192)
     return max(1, cols // batch)
 
 
