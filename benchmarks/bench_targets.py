@@ -14,9 +14,10 @@ normals' moments).  Run with single-threaded NumPy, as the other benchmarks:
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 pytest benchmarks/bench_targets.py
 
-The table (printed, and written to benchmarks/results/<name>_targets.md) lists every
-measured ratio beside its target; `--quick` runs each case once at small sizes
-(correctness only, as CI does).
+The table (printed, and written to benchmarks/results/<name>_targets.md, <name> from
+QUADFAST_BENCH_NAME or "latest") lists every measured ratio beside its target; `--quick`
+runs one warm-up and one timed round of each case at small sizes (correctness only, as
+CI does) and writes <name>_targets_quick.md instead.
 """
 import math
 import os
@@ -59,7 +60,7 @@ def _sim(d, n, dtype="float64", threads=1, **kw):
 
 
 def _blocks(sim, budget):
-    """Whole blocks, at least 8 per call, about `budget` multiply-adds."""
+    """Steps per call: whole blocks, at least 8, and about budget / (d N) steps."""
     d, n = sim.W.shape
     return max(8, -(-int(budget // (d * n)) // sim.block)) * sim.block
 
@@ -179,6 +180,7 @@ def test_width_one(request):
     _row(f"width 1, d = {d}, 1 thread: step / NumPy's d normals", t["q1"] / t["numpy"], "<= 0.33",
          f"{t['q1']:.3g} against {t['numpy']:.3g} s")
     _row(f"width 1, d = {d}, 2 threads: step / NumPy's d normals", t["q2"] / t["numpy"], None, f"{t['q2']:.3g} s")
+    _row(f"width 1, d = {d}: 2 threads vs 1", t["q1"] / t["q2"], 1.7, "same run")
 
 
 @pytest.mark.parametrize("shape", [(64, 1 << 14), (1, 1 << 14), (1, 1 << 20)], ids=["64x16384", "1x16384", "1x2^20"])
@@ -207,8 +209,10 @@ def test_zz_table(request):
     from quadfast.results import machine_info
 
     info = machine_info()
+    blas = ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"))
     lines = [f"machine: {info['cpu']}, {info['cores']} cores, extension {info['extension']}, "
-             f"sampler {info['sampler_isa']}" + (" (--quick: smoke sizes, one round)" if _quick(request) else ""),
+             f"sampler {info['sampler_isa']}; NumPy's BLAS threads: {blas}"
+             + (" (--quick: smoke sizes, one round)" if _quick(request) else ""),
              "", "| target | measured | goal | met | detail |", "|---|---|---|---|---|"]
     for target, measured, goal, detail in ROWS:
         if goal is None:
@@ -223,4 +227,5 @@ def test_zz_table(request):
     print("\n\nissue-4 targets, interleaved rounds in this run\n" + text)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / f"{os.environ.get('QUADFAST_BENCH_NAME', 'latest')}_targets.md").write_text(text + "\n")
+    suffix = "_targets_quick.md" if _quick(request) else "_targets.md"
+    (out / f"{os.environ.get('QUADFAST_BENCH_NAME', 'latest')}{suffix}").write_text(text + "\n")

@@ -44,7 +44,8 @@ def default_block(d: int, width: int, batch: int) -> int:
     interleaved runs, microseconds per step), with the products of rowgemm.hpp that the
     AVX-512 build uses up to width 128: (4096, 64) 16 / 24 / 32 / 48 / 64 columns:
     44 / 42 / 43 / 50 / 55; (4096, 128): 98 / 77 / 83 / 91 / 98; (16384, 128) 32 / 64 /
-    128 columns: 331 / 349 / 419 (hence 32 columns at width 128); (16384, 256): 637 / 571
+    128 columns: 331 / 349 / 419 (hence 32 columns at width 128; the AVX2 build on the
+    same machine, with the packed products: 547 / 582 / 641); (16384, 256): 637 / 571
     / 588; (16384, 1024) 64 / 96 / 128 / 160 / 192: 1863 / 1797 / 1807 / 1829 / 1874, flat.
     The same measurements show no gain from larger blocks once W leaves the caches: at
     width 64, 32 columns stay best from d = 4096 (W 2 MiB) to d = 262144 (128 MiB; 32 / 64

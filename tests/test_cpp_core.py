@@ -97,7 +97,7 @@ def test_packed_products_equal_eigen_bit_for_bit(cpp_build, variant):
     packed = [r for r in rows if r[0] in ("float64", "float32")]
     other = [r for r in rows if r[0] in ("gemm", "gebp")]
     direct = [r for r in rows if r[0] == "rowgemm"]
-    assert len(packed) == 16 and len(other) == 32 and len(direct) == 16 and len(rows) == 64, run.stdout + run.stderr
+    assert len(packed) == 16 and len(other) == 32 and len(direct) == 24 and len(rows) == 72, run.stdout + run.stderr
     assert all(r[-2:] == ["close=1", "split_identical=1"] for r in direct), run.stdout
     for row in packed:
         full = row[3] == row[4]

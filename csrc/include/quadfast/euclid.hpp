@@ -223,7 +223,7 @@ class EuclidKernel {
       CZt_.resize(K_, N_);
       // small widths with AVX-512: products on the row-major operands as they lie
       // (rowgemm.hpp); otherwise CZ^T packed once per block (packed_gemm.hpp)
-      direct_ = rowgemm::kAvailable && N_ >= 2 && N_ <= kDirectMaxWidth;
+      direct_ = rowgemm::kAvailable && N_ >= 2 && N_ <= rowgemm::kMaxDirectWidth;
       packed_ = !direct_ && N_ >= pgemm::kMinWidth;
       if (packed_) packCZ_.setup(N_, K_, rb_);
       cvec_.resize(K_);
@@ -626,7 +626,6 @@ class EuclidKernel {
   std::vector<double> accpart_;
   ColMat Pm_, Xg_, Zm_, Ppart_, Gpart_, TX_, TXpart_;
   Mat CZt_;
-  static constexpr Index kDirectMaxWidth = 128;  // as StiefelKernel's (rowgemm.hpp)
   bool direct_ = false;
   pgemm::PackedLhs<T> packCZ_;  // CZt_^T (N x ma) in the micro-kernel's layout
   bool packed_ = false;

@@ -7,11 +7,13 @@
 // about 12% of a step at d = 16384, N = 1024 (perf on one core).  Here they are packed
 // once per block of steps, and each row block packs only its own rows.
 //
-// The packing routines and the micro-kernel are Eigen's own (gemm_pack_lhs, gemm_pack_rhs,
-// gebp_kernel in Eigen/src/Core/products/GeneralBlockPanelKernel.h), driven with the cache
-// blocking (kc, mc, nc) that Eigen's general_matrix_matrix_product computes for the same
-// shapes and with its loop order, so the sums are formed in the same order and the
-// results are the same bits as those of the plain Eigen expression.  These are Eigen
+// The packing routines are Eigen's own (gemm_pack_lhs, gemm_pack_rhs in
+// Eigen/src/Core/products/GeneralBlockPanelKernel.h), and so is the micro-kernel
+// (gebp_kernel) except in AVX-512 builds, which run the register tiles of micro::gebp
+// below on the same panels with the same sums.  They are driven with the cache blocking
+// (kc, mc, nc) that Eigen's general_matrix_matrix_product computes for the same shapes
+// and with its loop order, so the sums are formed in the same order and the results are
+// the same bits as those of the plain Eigen expression.  These are Eigen
 // internals (stable across Eigen 3.3 and 3.4); tests/test_blocked.py checks the products
 // against the sequential kernel, and the engine's results against 1 and 2 threads.
 #pragma once
@@ -58,8 +60,9 @@ inline Blocking blocking(Index rows, Index cols, Index depth) {
   return {kc, std::min(rows, mc), std::min(cols, nc)};
 }
 
-// Packed panels start on 64-byte boundaries (the micro-kernel uses aligned loads).
-inline Index padded(Index n) { return (n + 7) / 8 * 8; }
+// Packed panels start on 64-byte boundaries (the micro-kernels use aligned loads):
+// sizes rounded up to 16 elements, 64 bytes of float and 128 of double.
+inline Index padded(Index n) { return (n + 15) / 16 * 16; }
 
 // The (a_n x b_n) grid cut in (a_blk x b_blk) panels, a outer: f(a, am, b, bm, offset)
 // with the offsets of the panels stored one after another in that order.  Returns the
@@ -97,7 +100,8 @@ inline Index panel_offset(Index a_n, Index a_blk, Index b_n, Index b_blk, Index 
 // Each entry of C is summed exactly as in Eigen's 3pX4 and 2pX4 loops: one accumulator per
 // entry, one FMA per k in increasing k, then C <- acc * 1 + C (one FMA).  The results are
 // therefore Eigen's bits (csrc/examples/packed_gemm_check.cpp checks it).  Rows of the
-// 1-packet (8-row) panels, whose Eigen loop splits even and odd k over two accumulators,
+// 1-packet panels (8 doubles or 16 floats), whose Eigen loop splits even and odd k over
+// two accumulators,
 // smaller panels and single rhs columns are left to Eigen's gebp itself.
 namespace micro {
 #if defined(__AVX512F__)
@@ -166,6 +170,7 @@ inline void tile_rows(T* C, Index ldc, const T* blockA, Index depth, Index i0, I
 // cols, the layouts of gemm_pack_lhs / gemm_pack_rhs without stride or offset).
 template <class T>
 inline void gebp(const ResMapper<T>& res, const T* blockA, const T* blockB, Index rows, Index depth, Index cols) {
+  if (rows <= 0 || cols <= 0 || depth <= 0) return;
 #if defined(__AVX512F__)
   if constexpr (Traits<T>::mr == 3 * Vec<T>::L && Traits<T>::nr == 4) {
     constexpr Index L = Vec<T>::L;

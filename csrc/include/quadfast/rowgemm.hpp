@@ -33,6 +33,11 @@ namespace rowgemm {
 
 using Index = Eigen::Index;
 
+// Widths up to which the blocked engines' pass uses these products in AVX-512 builds
+// (StiefelKernel, EuclidKernel); above, the packed products of packed_gemm.hpp are faster
+// (measured, README "How the kernel works").
+inline constexpr Index kMaxDirectWidth = 128;
+
 template <class T>
 struct Seg {
   const T* a = nullptr;
@@ -153,14 +158,11 @@ inline void gemm_n(T* C, Index ldc, Index m, Index n, const Seg<T>* seg, bool ac
   if (rest <= 0) return;
   const Index nv = (rest + L - 1) / L;
   const typename V<T>::M last = V<T>::mask(rest - (nv - 1) * L);
-  switch (nv) {
+  switch (nv) {  // rest < 4 L
     case 1: rows<T, 8, 1, NSEG>(C, ldc, seg, m, j, acc, last); break;
     case 2: rows<T, 8, 2, NSEG>(C, ldc, seg, m, j, acc, last); break;
     case 3: rows<T, 6, 3, NSEG>(C, ldc, seg, m, j, acc, last); break;
-    case 4: rows<T, 6, 4, NSEG>(C, ldc, seg, m, j, acc, last); break;
-    case 5: rows<T, 4, 5, NSEG>(C, ldc, seg, m, j, acc, last); break;
-    case 6: rows<T, 4, 6, NSEG>(C, ldc, seg, m, j, acc, last); break;
-    default: rows<T, 3, 7, NSEG>(C, ldc, seg, m, j, acc, last); break;
+    default: rows<T, 6, 4, NSEG>(C, ldc, seg, m, j, acc, last); break;
   }
 }
 

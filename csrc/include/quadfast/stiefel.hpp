@@ -375,7 +375,7 @@ class StiefelKernel {
     // Small widths with AVX-512: products on the row-major operands as they lie
     // (rowgemm.hpp), with Bm and Am transposed once per block; otherwise Bm, Zm packed
     // once per block for Eigen-layout GEMMs (packed_gemm.hpp)
-    direct_ = rowgemm::kAvailable && N_ >= 2 && N_ <= kDirectMaxWidth;
+    direct_ = rowgemm::kAvailable && N_ >= 2 && N_ <= rowgemm::kMaxDirectWidth;
     packed_ = !direct_ && N_ >= pgemm::kMinWidth;
     if (direct_) {
       BmR_.resize(N_, cap);
@@ -940,8 +940,6 @@ class StiefelKernel {
   Index part_rows_ = 0, n_parts_ = 1;
   bool small_threads_ok_ = false;
   Mat Zt_;
-  // widths up to which the AVX-512 build uses rowgemm.hpp in the pass (measured, README)
-  static constexpr Index kDirectMaxWidth = 128;
   bool direct_ = false;
   Mat BmR_, AmR_;  // row-major copies of Bm, Am for the direct products
   pgemm::PackedRhs<T> packBm_;
