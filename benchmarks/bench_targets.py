@@ -72,6 +72,19 @@ def _numpy_rank_one(d, n, steps):
     return W, (lambda: ref.run_rank_one(W, teacher, steps, LR_D / d, rng))
 
 
+def _threaded_and_numpy(d, n, budget=4e8):
+    """quadfast on 1 and 2 threads (warmed up by one block) and a NumPy rank-one loop from
+    the same start: (callables, units, the two simulators, NumPy's W)."""
+    sims = {t: _sim(d, n, threads=t) for t in (1, 2)}
+    steps = _blocks(sims[1], budget)
+    for s in sims.values():
+        s.run(s.block)
+    np_steps = max(1, int(1e8 // (d * n)))
+    W, np_run = _numpy_rank_one(d, n, np_steps)
+    fns = {"q1": lambda: sims[1].run(steps, []), "q2": lambda: sims[2].run(steps, []), "numpy": np_run}
+    return fns, {"q1": steps, "q2": steps, "numpy": np_steps}, sims, W
+
+
 def _row(target, measured, goal, detail):
     ROWS.append((target, measured, goal, detail))
 
@@ -80,12 +93,7 @@ def test_extensive_width(request):
     """(16384, 1024) float64, batch 1, sampling included: quadfast on 1 and 2 threads
     against the NumPy rank-one step, the NumPy reference and NumPy's dgemm rate."""
     d, n = (1024, 64) if _quick(request) else (16384, 1024)
-    sims = {t: _sim(d, n, threads=t) for t in (1, 2)}
-    steps = _blocks(sims[1], 4e8)
-    for s in sims.values():
-        s.run(s.block)
-    np_steps = max(1, int(1e8 // (d * n)))
-    W, np_run = _numpy_rank_one(d, n, np_steps)
+    fns, units, sims, W = _threaded_and_numpy(d, n)
     teacher = qf.Teacher(qf.power_law_coef(n, 1.0), d=d)
     holder = {"W": qf.haar_stiefel(d, n, seed=1)}
     rng = np.random.default_rng(1)
@@ -95,9 +103,8 @@ def test_extensive_width(request):
 
     m = 512 if _quick(request) else 2048
     a, b = np.random.default_rng(0).standard_normal((2, m, m))
-    fns = {"q1": lambda: sims[1].run(steps, []), "q2": lambda: sims[2].run(steps, []), "numpy": np_run,
-           "reference": reference, "dgemm": lambda: a @ b}
-    units = {"q1": steps, "q2": steps, "numpy": np_steps, "reference": 1, "dgemm": 2.0 * m**3}
+    fns.update(reference=reference, dgemm=lambda: a @ b)
+    units.update(reference=1, dgemm=2.0 * m**3)
     t = interleaved(fns, units, 1 if _quick(request) else 6)
     for s in sims.values():
         assert s.orth_error() < s.reortho_tol
@@ -126,14 +133,8 @@ def test_threads_bit_identical(request):
 def test_width_64(request):
     """(4096, 64) float64: quadfast on 1 and 2 threads against the NumPy rank-one step."""
     d, n = (1024, 32) if _quick(request) else (4096, 64)
-    sims = {t: _sim(d, n, threads=t) for t in (1, 2)}
-    steps = _blocks(sims[1], 4e8)
-    for s in sims.values():
-        s.run(s.block)
-    np_steps = max(1, int(1e8 // (d * n)))
-    W, np_run = _numpy_rank_one(d, n, np_steps)
-    t = interleaved({"q1": lambda: sims[1].run(steps, []), "q2": lambda: sims[2].run(steps, []), "numpy": np_run},
-                    {"q1": steps, "q2": steps, "numpy": np_steps}, 1 if _quick(request) else 12)
+    fns, units, sims, W = _threaded_and_numpy(d, n)
+    t = interleaved(fns, units, 1 if _quick(request) else 12)
     for s in sims.values():
         assert s.orth_error() < s.reortho_tol
     assert np.max(np.abs(W.T @ W - np.eye(n))) < 1e-9

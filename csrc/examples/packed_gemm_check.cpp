@@ -25,15 +25,22 @@
 #include "quadfast/packed_gemm.hpp"
 #include "quadfast/rowgemm.hpp"
 
+// Fills matrices and vectors with standard normals from its own generator.
+template <class T>
+struct Filler {
+  std::mt19937_64 gen;
+  std::normal_distribution<double> nd{};
+  template <class M>
+  void operator()(M& m) {
+    for (std::size_t i = 0; i < static_cast<std::size_t>(m.size()); ++i) m.data()[i] = static_cast<T>(nd(gen));
+  }
+};
+
 template <class T>
 bool check(Eigen::Index nb, Eigen::Index N, Eigen::Index c, Eigen::Index c_used, unsigned seed) {
   using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
-  std::mt19937_64 gen(seed);
-  std::normal_distribution<double> nd;
-  auto fill = [&](auto& m) {
-    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<T>(nd(gen));
-  };
+  Filler<T> fill{std::mt19937_64(seed)};
   RowMat W(nb, N);
   ColMat Bm(N, c), Zm(N, c);
   fill(W);
@@ -80,11 +87,7 @@ template <class T>
 bool check_gemm(Eigen::Index rows, Eigen::Index depth, Eigen::Index cols, unsigned seed) {
   using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
-  std::mt19937_64 gen(seed);
-  std::normal_distribution<double> nd;
-  auto fill = [&](auto& m) {
-    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<T>(nd(gen));
-  };
+  Filler<T> fill{std::mt19937_64(seed)};
   RowMat Wb(depth, rows);
   ColMat X(depth + 5, cols), C0(rows, cols);
   fill(Wb);
@@ -105,11 +108,7 @@ template <class T>
 bool check_gebp(Eigen::Index rows, Eigen::Index depth, Eigen::Index cols, unsigned seed) {
   namespace pg = quadfast::pgemm;
   using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
-  std::mt19937_64 gen(seed);
-  std::normal_distribution<double> nd;
-  auto fill = [&](auto& m) {
-    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<T>(nd(gen));
-  };
+  Filler<T> fill{std::mt19937_64(seed)};
   ColMat A(rows, depth), B(depth, cols), C0(rows, cols);
   fill(A);
   fill(B);
@@ -136,13 +135,11 @@ template <class T>
 bool check_rowgemm(Eigen::Index m, Eigen::Index n, Eigen::Index K1, Eigen::Index K2, unsigned seed) {
   namespace rg = quadfast::rowgemm;
   using Index = Eigen::Index;
-  std::mt19937_64 gen(seed);
-  std::normal_distribution<double> nd;
+  Filler<T> fill{std::mt19937_64(seed)};
   const Index ldc = n + 3, lda2 = m + 11, ldb = n + 5;
   std::vector<T> A1(m * K1), A2(lda2 * std::max<Index>(K2, 1)), B1(K1 * ldb), B2(std::max<Index>(K2, 1) * ldb),
       C0(m * ldc);
-  for (auto* v : {&A1, &A2, &B1, &B2, &C0})
-    for (auto& x : *v) x = static_cast<T>(nd(gen));
+  for (auto* v : {&A1, &A2, &B1, &B2, &C0}) fill(*v);
   const rg::Seg<T> seg[2] = {{A1.data(), K1, 1, B1.data(), ldb, K1}, {A2.data(), 1, lda2, B2.data(), ldb, K2}};
   const int nseg = K2 > 0 ? 2 : 1;
   std::vector<T> C1 = C0, C2 = C0, C3 = C0;

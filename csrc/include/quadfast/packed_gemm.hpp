@@ -20,9 +20,8 @@
 
 #include <Eigen/Core>
 #include <algorithm>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+
+#include "quadfast/simd512.hpp"
 
 namespace quadfast {
 namespace pgemm {
@@ -101,34 +100,11 @@ inline Index panel_offset(Index a_n, Index a_blk, Index b_n, Index b_blk, Index 
 // entry, one FMA per k in increasing k, then C <- acc * 1 + C (one FMA).  The results are
 // therefore Eigen's bits (csrc/examples/packed_gemm_check.cpp checks it).  Rows of the
 // 1-packet panels (8 doubles or 16 floats), whose Eigen loop splits even and odd k over
-// two accumulators,
-// smaller panels and single rhs columns are left to Eigen's gebp itself.
+// two accumulators, smaller panels and single rhs columns are left to Eigen's gebp itself.
 namespace micro {
 #if defined(__AVX512F__)
 template <class T>
-struct Vec;
-template <>
-struct Vec<double> {
-  using R = __m512d;
-  static constexpr int L = 8;
-  static R zero() { return _mm512_setzero_pd(); }
-  static R load(const double* p) { return _mm512_load_pd(p); }
-  static R loadu(const double* p) { return _mm512_loadu_pd(p); }
-  static void storeu(double* p, R v) { _mm512_storeu_pd(p, v); }
-  static R set1(double v) { return _mm512_set1_pd(v); }
-  static R fmadd(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
-};
-template <>
-struct Vec<float> {
-  using R = __m512;
-  static constexpr int L = 16;
-  static R zero() { return _mm512_setzero_ps(); }
-  static R load(const float* p) { return _mm512_load_ps(p); }
-  static R loadu(const float* p) { return _mm512_loadu_ps(p); }
-  static void storeu(float* p, R v) { _mm512_storeu_ps(p, v); }
-  static R set1(float v) { return _mm512_set1_ps(v); }
-  static R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
-};
+using Vec = simd512::V<T>;
 
 // C (MA packets x NB columns, column-major, leading dimension ldc) += A B over kc terms;
 // A: MA packets per k, contiguous; B: NB columns as one or two 4-column panels (B0, B1).

@@ -24,9 +24,8 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+
+#include "quadfast/simd512.hpp"
 
 namespace quadfast {
 namespace rowgemm {
@@ -51,37 +50,7 @@ struct Seg {
 inline constexpr bool kAvailable = true;
 
 template <class T>
-struct V;
-template <>
-struct V<double> {
-  using R = __m512d;
-  using M = __mmask8;
-  static constexpr int L = 8;
-  static R zero() { return _mm512_setzero_pd(); }
-  static R set1(double v) { return _mm512_set1_pd(v); }
-  static R load(const double* p, M m) { return _mm512_maskz_loadu_pd(m, p); }
-  static R loadu(const double* p) { return _mm512_loadu_pd(p); }
-  static void store(double* p, R v, M m) { _mm512_mask_storeu_pd(p, m, v); }
-  static void storeu(double* p, R v) { _mm512_storeu_pd(p, v); }
-  static R fmadd(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
-  static R add(R a, R b) { return _mm512_add_pd(a, b); }
-  static M mask(Index n) { return static_cast<M>(n >= L ? 0xFF : (1u << n) - 1u); }
-};
-template <>
-struct V<float> {
-  using R = __m512;
-  using M = __mmask16;
-  static constexpr int L = 16;
-  static R zero() { return _mm512_setzero_ps(); }
-  static R set1(float v) { return _mm512_set1_ps(v); }
-  static R load(const float* p, M m) { return _mm512_maskz_loadu_ps(m, p); }
-  static R loadu(const float* p) { return _mm512_loadu_ps(p); }
-  static void store(float* p, R v, M m) { _mm512_mask_storeu_ps(p, m, v); }
-  static void storeu(float* p, R v) { _mm512_storeu_ps(p, v); }
-  static R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
-  static R add(R a, R b) { return _mm512_add_ps(a, b); }
-  static M mask(Index n) { return static_cast<M>(n >= L ? 0xFFFF : (1u << n) - 1u); }
-};
+using V = simd512::V<T>;
 
 #if defined(__GNUC__)
 #define QUADFAST_ROWGEMM_INLINE __attribute__((always_inline)) inline
