@@ -1,6 +1,8 @@
 // The private extension module quadfast._core: it only calls the per-area binders.
 #include <pybind11/pybind11.h>
 
+#include "quadfast/blocking.hpp"
+
 namespace py = pybind11;
 
 void bind_rng(py::module_& m);
@@ -18,6 +20,10 @@ void bind_qplr(py::module_& m);
 PYBIND11_MODULE(QUADFAST_MODULE, m) {
   m.doc() = "quadfast C++ kernels (private; use the quadfast package)";
   m.attr("variant") = QUADFAST_STR(QUADFAST_MODULE);
+  m.def("default_block", &quadfast::default_block, py::arg("d"), py::arg("N"), py::arg("batch"),
+        "quadfast::default_block (blocking.hpp)");
+  m.def("euclid_default_block", &quadfast::euclid_default_block, py::arg("d"), py::arg("N"), py::arg("batch"),
+        "quadfast::euclid_default_block (blocking.hpp)");
   bind_rng(m);
   bind_stiefel(m);
   bind_euclid(m);

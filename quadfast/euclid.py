@@ -25,7 +25,6 @@ import numpy as np
 from . import _threads
 from . import _validate as V
 from .stiefel import _OnlineSGD
-from .stiefel import default_block as _stiefel_default_block
 from .teacher import Teacher
 
 __all__ = ["EuclideanSGD", "default_block", "small_init", "DEFAULT_INIT_SCALE", "population_flow", "emergence_times", "predicted_emergence"]
@@ -34,25 +33,32 @@ DEFAULT_INIT_SCALE = 1e-3
 
 
 def default_block(d: int, width: int, batch: int, threads: int = 1) -> int:
-    """Steps per block of the Euclidean blocked engine (MODEL.md §3).
+    """Steps per block of the Euclidean blocked engine (MODEL.md §3); the rule is
+    ``quadfast::euclid_default_block`` in ``csrc/include/quadfast/blocking.hpp``.
 
     Returns 1 (the sequential kernel) for ``batch > 1`` (the blocked engine runs batch 1
-    only) and for tiny problems, ``d * width < 64``; otherwise the block of
-    :func:`quadfast.default_block`.  On the idle 2-core AVX-512 VM of the README, one
-    thread, (4096, 64): 83 us per step sequential (a streaming pass over a 2 MiB W per
-    step) against 33 us blocked; (16384, 1024): 41.7 ms against 1.9 ms.  Small problems
-    gain too (2-core Ice Lake VM, microseconds per step, sequential against 4 / 8 / 16
-    columns): (256, 1): 2.6 against 2.5 / 1.9 / 1.8; (1024, 4): 17.0 against 13.4 / 6.0 /
-    5.2; (1024, 7): 22.4 against 13.0 / 8.7 / 7.6.  ``threads`` is accepted for symmetry
-    with the simulator and does not change the choice.
+    only); up to width 128 the block of :func:`quadfast.default_block` (1 only for tiny
+    problems, ``d * width < 64``); above it 128 columns below width 512 and 192 from there.
+    The Euclidean step has no retraction and ``4 d N`` GEMM flops instead of ``6 d N``, so
+    the ``4 d c`` flops a block adds weigh less than for the Stiefel student, whose default
+    is 96 columns there.  Measured on the 2-core Ice Lake VM of the README, one thread,
+    microseconds per step (minimum of 8 interleaved rounds): (16384, 1024) 96 / 128 / 192
+    columns: 1464 / 1493 / **1396** (a second run with 64: 1728, 96: 1528, 128: 1477, 192:
+    1466); (16384, 256) 64 / 96 / 128 / 192: 453 / 424 / **426** / 431; (4096, 512) 64 /
+    96 / 128 / 192: 197 / 183 / 183 / **183**.  (4096, 64): 83 us per step sequential (a
+    streaming pass over a 2 MiB W per step) against 33 us blocked.  Small problems gain
+    too (sequential against 4 / 8 / 16 columns): (256, 1): 2.6 against 2.5 / 1.9 / 1.8;
+    (1024, 4): 17.0 against 13.4 / 6.0 / 5.2; (1024, 7): 22.4 against 13.0 / 8.7 / 7.6.
+    ``threads`` is accepted for symmetry with the simulator and does not change the
+    choice; nor do the cache sizes (see :func:`quadfast.default_block`).
     """
+    from ._ext import core as _core
+
     d = V.positive_int(d, "d")
     width = V.positive_int(width, "width")
     batch = V.positive_int(batch, "batch")
     V.positive_int(threads, "threads")
-    if batch > 1 or d * width < 64:
-        return 1
-    return _stiefel_default_block(d, width, 1)
+    return int(_core.euclid_default_block(d, width, batch))
 
 
 def small_init(d: int, width: int, scale: float = DEFAULT_INIT_SCALE, seed: int = 0) -> np.ndarray:

@@ -29,42 +29,59 @@ __all__ = ["StiefelSGD", "Trajectory", "DivergenceError", "logspace_steps", "haa
 
 
 def default_block(d: int, width: int, batch: int) -> int:
-    """Steps per block of the blocked engine (MODEL.md §3).
+    """Steps per block of the blocked engine (MODEL.md §3), from d, the width N and the
+    batch.
 
-    A block holds ``block * batch`` sample columns: the width itself (at least 4) below 32,
-    then 32 for width <= 128, 128 for width < 512 and 192 above.  Wider students amortise the O(d N) passes over W over more
-    steps while the O(N c) per-step work stays small.  Measured on the 2-core AVX-512 VM of
-    the README, one thread, microseconds per step for 32 / 64 / 128 / 192 columns:
-    (4096, 64): 44.6 / 47.6 / 58.8 / 74.1; (4096, 256): 158 / 166 / 148 / 159;
-    (16384, 256): 908 / 715 / 618 / 603; (4096, 1024): 2206 / 1255 / 929 / 841;
-    (16384, 1024): 3030 / 2920 / 2440 / 2210.  At d = 16384, width 1, 4 / 8 / 16 / 32
-    columns: 47 / 51 / 59 / 75; width 16: 110 / 100 / 93 / 104.  The sample block (d x columns) is drawn
-    row block by row block inside the pass over W, so its size does not cost cache misses.
-    On the 2-core Ice Lake VM of the README (C++ harness, one thread, minimum of 3
-    interleaved runs, microseconds per step), with the products of rowgemm.hpp that the
-    AVX-512 build uses up to width 128: (4096, 64) 16 / 24 / 32 / 48 / 64 columns:
-    44 / 42 / 43 / 50 / 55; (4096, 128): 98 / 77 / 83 / 91 / 98; (16384, 128) 32 / 64 /
-    128 columns: 331 / 349 / 419 (hence 32 columns at width 128; the AVX2 build on the
-    same machine, with the packed products: 547 / 582 / 641); (16384, 256): 637 / 571
-    / 588; (16384, 1024) 64 / 96 / 128 / 160 / 192: 1863 / 1797 / 1807 / 1829 / 1874, flat.
-    The same measurements show no gain from larger blocks once W leaves the caches: at
-    width 64, 32 columns stay best from d = 4096 (W 2 MiB) to d = 262144 (128 MiB; 32 / 64
-    / 128 columns: 3.69 / 3.88 / 5.35 ms), so the rule does not use the cache sizes.
-    Small problems are blocked too: on the 2-core Ice Lake VM of the README (one thread,
-    microseconds per step, sequential kernel against blocks of 4 / 8 / 16 columns),
-    (256, 1): 3.6 against 1.3 / 1.4 / 1.4; (1024, 1): 16.0 against 3.7 / 3.8 / 4.4;
-    (1024, 4): 13.6 against 8.8 / 6.5 / 6.2; (2048, 2): 32 against 17 / 12 / 12; the
-    AVX2 and baseline builds on the same machine gave the same ordering.  Returns 1 (the
-    sequential kernels) only for tiny problems, d * width < 64 ((16, 1): 0.32 us
-    sequential against 0.45 blocked), and when ``batch`` alone fills a block.
+    A block holds ``c = block * batch`` sample columns, and the rule (``quadfast::
+    default_block`` in ``csrc/include/quadfast/blocking.hpp``, which a C++ simulator can
+    call too) is
+
+    * ``d * N < 64``: 1, the sequential kernels ((16, 1): 0.32 us per step against 0.45);
+    * ``N < 32``: ``c = max(4, N)``, so that the O(d c) terms of a step (``X Am``,
+      ``X^T X``) do not swamp its ``6 d N`` flops;
+    * ``32 <= N <= 128``: ``c = 32`` (the direct products of the AVX-512 build prefer
+      short blocks);
+    * ``N > 128``: ``c = 96``.  A block adds ``4 d c`` flops per step to ``6 d N`` and
+      streams W once per ``c`` steps; between the two the optimum sat at 96 columns;
+
+    and ``block = max(1, c // batch)``.
+
+    Measured on the 2-core Ice Lake VM of the README, one thread, microseconds per step
+    (minimum over 10 interleaved rounds of about 0.3 s each, nothing recorded), float64
+    unless stated: (16384, 1024) with 64 / 96 / 128 / 192 columns: 1974 / **1867** / 1879 /
+    1932 (a repeat: 2323 / **2283** / 2339 / 2464); float32: 1081 / **1033** / 1035 /
+    1137; (4096, 1024): 568 / **548** / 628 / 732 (float32: 338 / 357 / 347 / 399, the one
+    case where 64 columns won); (8192, 512): 602 / **548** / 607 /
+    705; (16384, 2048) 40 / 64 / 80 / 96: 4201 / 3787 / 3697 / **3635**; (16384, 256) 48 /
+    64 / 96 / 128: 608 / 613 / **597** / 644; (16384, 192) 32 / 48 / 64 / 96 / 128: 592 /
+    553 / 553 / **542** / 537.  At (8192, 4096), 32 / 64 / 96 gave 6277 / 7334 / 6571 and
+    7818 / 6863 / 5941 in two runs: within the VM's noise.  The previous rule (128 or 192
+    columns above N = 128) was tuned before the AVX-512 micro-kernel.  At N <= 128, with
+    the products of rowgemm.hpp: (4096, 64) 16 / 24 / 32 / 48 / 64 columns: 44 / 42 /
+    **43** / 50 / 55; (16384, 128) 32 / 64 / 128: **331** / 349 / 419.  Small problems are
+    blocked too: sequential kernel against blocks of 4 / 8 / 16 columns, (256, 1): 3.6
+    against 1.3 / 1.4 / 1.4; (1024, 1): 16.0 against 3.7 / 3.8 / 4.4; (1024, 4): 13.6
+    against 8.8 / 6.5 / 6.2.
+
+    The rule does not use the cache sizes.  Every operand a block streams has an
+    arithmetic intensity above one core's machine balance (about 2.5 flops per byte here:
+    50 GFlop/s against 20 GB/s from memory) wherever it lives: W is read and written once
+    per block, ``3 c / itemsize`` flops per byte (12 at c = 32 in float64); the panels
+    ``Bm`` and ``Zm`` once per row block of ``rb >= 64`` rows, ``2 rb / itemsize >= 16``;
+    the samples ``3 N / itemsize >= 48``.  Only the per-step reads of ``Bm`` and ``Zm``
+    (about ``N c itemsize`` bytes against ``6 d N`` flops) are memory-bound, below 8% of a
+    step at d = 4096 and c = 96 even from memory.  Consistently, at width 64 the best block
+    stayed 32 columns from d = 4096 (W 2 MiB, in L2) to d = 262144 (128 MiB; 32 / 64 / 128:
+    3.69 / 3.88 / 5.35 ms), and (4096, 1024) (W 32 MiB, in the 48 MiB L3) and (16384,
+    1024) (128 MiB) have the same optimum.  A rule that keeps an N x c panel in L2 (80
+    columns at N = 2048, 32 at N = 4096 here) was tried and measured no better.
     """
-    if d * width < 64:
-        return 1
-    if width < 32:
-        cols = max(4, width)  # the O(d c) terms of a step (X Am, X^T X) must not swamp 6 d N
-    else:
-        cols = 32 if width <= 128 else (128 if width < 512 else 192)
-    return max(1, cols // batch)
+    from ._ext import core as _core
+
+    d = V.positive_int(d, "d")
+    width = V.positive_int(width, "width")
+    batch = V.positive_int(batch, "batch")
+    return int(_core.default_block(d, width, batch))
 
 
 _DEFAULT_TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}

@@ -152,9 +152,31 @@ def test_block_argument_validation():
     with pytest.raises(ValueError, match="threads"):
         sim.threads = -1
     assert qf.default_block(4096, 64, 1) == 32 and qf.default_block(4096, 64, 4) == 8
-    assert qf.default_block(16384, 1024, 1) == 192 and qf.default_block(4096, 64, 64) == 1
+    assert qf.default_block(4096, 64, 64) == 1
     assert qf.default_block(16, 2, 1) == 1  # d N < 64: the sequential kernel
     assert qf.default_block(64, 64, 1) == 32 and qf.default_block(1024, 1, 1) == 4  # small problems: blocked
+    with pytest.raises(ValueError, match="width"):
+        qf.default_block(4096, 0, 1)
+    with pytest.raises(TypeError, match="batch"):
+        qf.default_block(4096, 64, 1.5)
+
+
+def test_default_block_columns():
+    """The rule of quadfast::default_block (blocking.hpp): c = block * batch columns, the
+    width itself (>= 4) below 32, 32 up to width 128 and 96 above, for every batch that
+    divides c; the Euclidean student's (batch 1 only) differs above width 128 (128
+    columns, 192 from width 512); the simulators take them when block is None."""
+    for n, c in [(1, 4), (4, 4), (31, 31), (32, 32), (128, 32), (129, 96), (1024, 96), (4096, 96)]:
+        d = max(n, 64)
+        assert qf.default_block(d, n, 1) == c, n
+        assert qf.default_block(d, n, 2) == max(1, c // 2) and qf.default_block(d, n, 200) == 1
+        assert qf.euclid.default_block(d, n, 2) == 1
+        assert qf.euclid.default_block(d, n, 1) == (c if n <= 128 else (128 if n < 512 else 192))
+    teacher = qf.Teacher.power_law(2048, 0.5, 1.0)
+    assert qf.StiefelSGD(teacher, 256, lr=1e-6, dtype=np.float32).block == 96
+    assert qf.StiefelSGD(teacher, 256, lr=1e-6, batch=4).block == 24
+    assert qf.EuclideanSGD(teacher, 256, lr=1e-6).block == 128
+    assert qf.EuclideanSGD(teacher, 32, lr=1e-6).block == 32
 
 
 @pytest.mark.parametrize("batch,block", [(2, 2), (3, 8), (5, 4), (16, 4)])

@@ -1,0 +1,41 @@
+// The default block size of the blocked engines (MODEL.md §3), from d, the width N and the
+// batch.  Pure C++17/Eigen: a C++ simulator gets the same default as quadfast.default_block.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+
+namespace quadfast {
+
+// Steps per block: a block holds c = k * batch sample columns.
+//   d N < 64:        1 (the sequential kernels are faster on such tiny problems)
+//   N < 32:          c = max(4, N)  (the O(d c) terms of a step, X Am and X^T X, must not
+//                    swamp its 6 d N flops)
+//   32 <= N <= 128:  c = 32 (the direct products of rowgemm.hpp prefer short blocks)
+//   N > 128:         c = 96: a block costs 4 d c flops per step on top of 6 d N, and
+//                    streams W once per c steps, and the measured optimum sat at 96 columns
+//                    from N = 192 to 2048 (quadfast.default_block's docstring has the sweeps)
+// and k = max(1, c / batch).  The cache sizes are not used: every operand streamed by a
+// block has an arithmetic intensity above the machine balance even from memory (see the
+// docstring), and no cache-dependent choice was measured to help.
+inline Eigen::Index default_block(Eigen::Index d, Eigen::Index N, Eigen::Index batch) {
+  using Index = Eigen::Index;
+  if (d * N < 64) return 1;
+  const Index cols = N < 32 ? std::max<Index>(4, N) : (N <= 128 ? 32 : 96);
+  return std::max<Index>(1, cols / std::max<Index>(1, batch));
+}
+
+// The Euclidean engine (euclid.hpp, batch 1 only): 1 for batch > 1, and otherwise as
+// above except above width 128, where its blocks are 128 columns below N = 512 and 192
+// from there.  Its step has no retraction and 4 d N GEMM flops instead of 6 d N, so the
+// 4 d c of a block weigh more lightly: at (16384, 1024) 96 / 128 / 192 columns gave 1464 /
+// 1493 / 1396 us per step, and at (16384, 256) 64 / 96 / 128 / 192: 453 / 424 / 426 / 431
+// (quadfast.euclid.default_block's docstring).
+inline Eigen::Index euclid_default_block(Eigen::Index d, Eigen::Index N, Eigen::Index batch) {
+  using Index = Eigen::Index;
+  if (batch > 1) return 1;
+  if (N <= 128) return default_block(d, N, 1);
+  return N < 512 ? Index(128) : Index(192);
+}
+
+}  // namespace quadfast
