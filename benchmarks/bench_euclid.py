@@ -2,7 +2,7 @@
 included, against the Stiefel step at the same size, in the same run:
   * euclid: EuclideanSGD on one thread, its default engine (quadfast.euclid.default_block);
   * euclid_block1: EuclideanSGD(block=1), the sequential one-pass kernel;
-  * euclid_t1, euclid_t2: the blocked engine (block = quadfast.default_block) on 1 and 2
+  * euclid_t1, euclid_t2: the blocked engine (block = quadfast.euclid.default_block) on 1 and 2
     threads (bit-identical results; the speed-up is t1 / t2);
   * stiefel_t1, stiefel_t2: StiefelSGD, its default engine, on 1 and 2 threads;
   * numpy: the same Euclidean step in plain NumPy (reference.run_euclid_reference).
@@ -82,7 +82,7 @@ def test_kernel(benchmark, size, impl):
     if impl.startswith("stiefel"):
         sim = qf.StiefelSGD(teacher, n, lr=LR_D / d, seed=1, threads=threads)
     else:
-        block = {"euclid": None, "euclid_block1": 1}.get(impl, qf.default_block(d, n, 1))
+        block = {"euclid": None, "euclid_block1": 1}.get(impl, qf.euclid.default_block(d, n, 1))
         sim = qf.EuclideanSGD(teacher, n, lr=LR_D / d, seed=1, block=block, threads=threads)
     steps = _steps(d, n, 1.5e8, sim.block)
     sim.run(sim.block)

@@ -40,9 +40,9 @@ def default_block(d: int, width: int, batch: int, threads: int = 1) -> int:
     only); up to width 128 the block of :func:`quadfast.default_block` (1 only for tiny
     problems, ``d * width < 64``); above it 128 columns below width 512 and 192 from there.
     The Euclidean step has no retraction and ``4 d N`` GEMM flops instead of ``6 d N``, so
-    the ``4 d c`` flops a block adds weigh less than for the Stiefel student, whose default
-    is 96 columns there.  Measured on the 2-core Ice Lake VM of the README, one thread,
-    microseconds per step (minimum of 8 interleaved rounds): (16384, 1024) 96 / 128 / 192
+    the O(d c) flops a block adds weigh less than for the Stiefel student, whose default is
+    96 columns there.  Measured on the 2-core Ice Lake VM of the README, one thread,
+    microseconds per step (minimum of 8 interleaved rounds; bold: the rule's choice): (16384, 1024) 96 / 128 / 192
     columns: 1464 / 1493 / **1396** (a second run with 64: 1728, 96: 1528, 128: 1477, 192:
     1466); (16384, 256) 64 / 96 / 128 / 192: 453 / 424 / **426** / 431; (4096, 512) 64 /
     96 / 128 / 192: 197 / 183 / 183 / **183**.  (4096, 64): 83 us per step sequential (a

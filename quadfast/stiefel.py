@@ -41,14 +41,15 @@ def default_block(d: int, width: int, batch: int) -> int:
       ``X^T X``) do not swamp its ``6 d N`` flops;
     * ``32 <= N <= 128``: ``c = 32`` (the direct products of the AVX-512 build prefer
       short blocks);
-    * ``N > 128``: ``c = 96``.  A block adds ``4 d c`` flops per step to ``6 d N`` and
-      streams W once per ``c`` steps; between the two the optimum sat at 96 columns;
+    * ``N > 128``: ``c = 96``.  A block adds about ``3 d c`` flops per step to ``6 d N``
+      and streams W once per ``c`` steps; between the two, 96 columns were the fastest or
+      within 1% of it in all but one of the sweeps below;
 
     and ``block = max(1, c // batch)``.
 
     Measured on the 2-core Ice Lake VM of the README, one thread, microseconds per step
-    (minimum over 10 interleaved rounds of about 0.3 s each, nothing recorded), float64
-    unless stated: (16384, 1024) with 64 / 96 / 128 / 192 columns: 1974 / **1867** / 1879 /
+    (minimum over 10 interleaved rounds of about 0.3 s each, nothing recorded; bold: the
+    rule's choice), float64 unless stated: (16384, 1024) with 64 / 96 / 128 / 192 columns: 1974 / **1867** / 1879 /
     1932 (a repeat: 2323 / **2283** / 2339 / 2464); float32: 1081 / **1033** / 1035 /
     1137; (4096, 1024): 568 / **548** / 628 / 732 (float32: 338 / 357 / 347 / 399, the one
     case where 64 columns won); (8192, 512): 602 / **548** / 607 /
@@ -63,12 +64,12 @@ def default_block(d: int, width: int, batch: int) -> int:
     against 1.3 / 1.4 / 1.4; (1024, 1): 16.0 against 3.7 / 3.8 / 4.4; (1024, 4): 13.6
     against 8.8 / 6.5 / 6.2.
 
-    The rule does not use the cache sizes.  Every operand a block streams has an
-    arithmetic intensity above one core's machine balance (about 2.5 flops per byte here:
+    The rule does not use the cache sizes.  From width 32 on, the operands a block streams
+    in its pass have an arithmetic intensity above one core's machine balance (about 2.5 flops per byte here:
     50 GFlop/s against 20 GB/s from memory) wherever it lives: W is read and written once
     per block, ``3 c / itemsize`` flops per byte (12 at c = 32 in float64); the panels
     ``Bm`` and ``Zm`` once per row block of ``rb >= 64`` rows, ``2 rb / itemsize >= 16``;
-    the samples ``3 N / itemsize >= 48``.  Only the per-step reads of ``Bm`` and ``Zm``
+    the samples ``3 N / itemsize >= 48`` (at N >= 128).  Only the per-step reads of ``Bm`` and ``Zm``
     (about ``N c itemsize`` bytes against ``6 d N`` flops) are memory-bound, below 8% of a
     step at d = 4096 and c = 96 even from memory.  Consistently, at width 64 the best block
     stayed 32 columns from d = 4096 (W 2 MiB, in L2) to d = 262144 (128 MiB; 32 / 64 / 128:

@@ -12,12 +12,13 @@ namespace quadfast {
 //   N < 32:          c = max(4, N)  (the O(d c) terms of a step, X Am and X^T X, must not
 //                    swamp its 6 d N flops)
 //   32 <= N <= 128:  c = 32 (the direct products of rowgemm.hpp prefer short blocks)
-//   N > 128:         c = 96: a block costs 4 d c flops per step on top of 6 d N, and
-//                    streams W once per c steps, and the measured optimum sat at 96 columns
-//                    from N = 192 to 2048 (quadfast.default_block's docstring has the sweeps)
-// and k = max(1, c / batch).  The cache sizes are not used: every operand streamed by a
-// block has an arithmetic intensity above the machine balance even from memory (see the
-// docstring), and no cache-dependent choice was measured to help.
+//   N > 128:         c = 96: a block costs about 3 d c flops per step on top of 6 d N,
+//                    and streams W once per c steps; 96 columns were the fastest or within
+//                    1% of it from N = 192 to 2048 in all sweeps but one
+//                    (quadfast.default_block's docstring has them)
+// and k = max(1, c / batch).  The cache sizes are not used: from width 32 on, the operands
+// a block's pass streams have an arithmetic intensity above the machine balance even from
+// memory (see the docstring), and no cache-dependent choice was measured to help.
 inline Eigen::Index default_block(Eigen::Index d, Eigen::Index N, Eigen::Index batch) {
   using Index = Eigen::Index;
   if (d * N < 64) return 1;
@@ -28,7 +29,7 @@ inline Eigen::Index default_block(Eigen::Index d, Eigen::Index N, Eigen::Index b
 // The Euclidean engine (euclid.hpp, batch 1 only): 1 for batch > 1, and otherwise as
 // above except above width 128, where its blocks are 128 columns below N = 512 and 192
 // from there.  Its step has no retraction and 4 d N GEMM flops instead of 6 d N, so the
-// 4 d c of a block weigh more lightly: at (16384, 1024) 96 / 128 / 192 columns gave 1464 /
+// O(d c) terms of a block weigh more lightly: at (16384, 1024) 96 / 128 / 192 columns gave 1464 /
 // 1493 / 1396 us per step, and at (16384, 256) 64 / 96 / 128 / 192: 453 / 424 / 426 / 431
 // (quadfast.euclid.default_block's docstring).
 inline Eigen::Index euclid_default_block(Eigen::Index d, Eigen::Index N, Eigen::Index batch) {
