@@ -41,10 +41,11 @@ def default_block(d: int, width: int, batch: int, threads: int = 1) -> int:
     problems, ``d * width < 64``); above it 128 columns below width 512 and 192 from there.
     The Euclidean step has no retraction and ``4 d N`` GEMM flops instead of ``6 d N``, so
     the O(d c) flops a block adds weigh less than for the Stiefel student, whose default is
-    96 columns there.  Measured on the 2-core Ice Lake VM of the README, one thread,
-    microseconds per step (minimum of 8 interleaved rounds; bold: the rule's choice): (16384, 1024) 96 / 128 / 192
-    columns: 1464 / 1493 / **1396** (a second run with 64: 1728, 96: 1528, 128: 1477, 192:
-    1466); (16384, 256) 64 / 96 / 128 / 192: 453 / 424 / **426** / 431; (4096, 512) 64 /
+    96 columns there.  Measured with ``benchmarks/block_sweep.py --student euclid`` on the
+    2-core Ice Lake VM of the README, one thread, microseconds per step (minimum of 8
+    interleaved rounds; bold: the rule's choice): (16384, 1024) 96 / 128 / 192 columns:
+    1464 / 1493 / **1396** (further runs: 1528 / 1477 / **1466** with 64: 1728, and 1430 /
+    1391 / **1427**: within 3% from 128 columns up); (16384, 256) 64 / 96 / 128 / 192: 453 / 424 / **426** / 431; (4096, 512) 64 /
     96 / 128 / 192: 197 / 183 / 183 / **183**.  (4096, 64): 83 us per step sequential (a
     streaming pass over a 2 MiB W per step) against 33 us blocked.  Small problems gain
     too (sequential against 4 / 8 / 16 columns): (256, 1): 2.6 against 2.5 / 1.9 / 1.8;

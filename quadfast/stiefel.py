@@ -47,10 +47,11 @@ def default_block(d: int, width: int, batch: int) -> int:
 
     and ``block = max(1, c // batch)``.
 
-    Measured on the 2-core Ice Lake VM of the README, one thread, microseconds per step
-    (minimum over 10 interleaved rounds of about 0.3 s each, nothing recorded; bold: the
-    rule's choice), float64 unless stated: (16384, 1024) with 64 / 96 / 128 / 192 columns: 1974 / **1867** / 1879 /
-    1932 (a repeat: 2323 / **2283** / 2339 / 2464); float32: 1081 / **1033** / 1035 /
+    Measured with ``benchmarks/block_sweep.py`` on the 2-core Ice Lake VM of the README,
+    one thread, microseconds per step (minimum over 10 interleaved rounds of about 0.3 s
+    each, nothing recorded; bold: the rule's choice), float64 unless stated: (16384, 1024)
+    with 64 / 96 / 128 / 192 columns: 1974 / **1867** / 1879 / 1932 (repeats: 2323 /
+    **2283** / 2339 / 2464 and 1935 / **1841** / 1845 / 1896); float32: 1081 / **1033** / 1035 /
     1137; (4096, 1024): 568 / **548** / 628 / 732 (float32: 338 / 357 / 347 / 399, the one
     case where 64 columns won); (8192, 512): 602 / **548** / 607 /
     705; (16384, 2048) 40 / 64 / 80 / 96: 4201 / 3787 / 3697 / **3635**; (16384, 256) 48 /

@@ -1,0 +1,78 @@
+"""Block-size sweep of the blocked engines: microseconds per step for several blocks of
+one (d, N), timed in interleaved rounds in one process.  The figures in the docstrings of
+``quadfast.default_block`` and ``quadfast.euclid.default_block`` come from this script.
+
+Each round runs every block in turn for about ``--seconds`` (a whole number of blocks,
+steps alone: ``run(steps, [])`` records nothing), after one warm-up round; the table gives
+the minimum and the median over the rounds.  Batch 1, sampling included, width N = r,
+lr * d = 1e-3, one thread unless ``--threads``.  Run with single-threaded NumPy:
+
+    OMP_NUM_THREADS=1 python benchmarks/block_sweep.py 16384 1024 64,96,128,192
+    OMP_NUM_THREADS=1 python benchmarks/block_sweep.py 16384 1024 96,128,192 --student euclid
+"""
+import argparse
+import math
+import time
+
+import numpy as np
+
+import quadfast as qf
+
+LR_D = 1e-3
+
+
+def make(student, d, n, block, dtype="float64", threads=1):
+    teacher = qf.Teacher(qf.power_law_coef(n, 1.0), d=d)
+    if student == "stiefel":
+        return qf.StiefelSGD(teacher, n, lr=LR_D / d, W0=qf.haar_stiefel(d, n, seed=1), seed=1, dtype=dtype,
+                             threads=threads, block=block)
+    return qf.EuclideanSGD(teacher, n, lr=LR_D / d, seed=1, dtype=dtype, threads=threads, block=block)
+
+
+def sweep(student, d, n, blocks, seconds=0.3, rounds=10, dtype="float64", threads=1):
+    """{block: (min, median) seconds per step}, interleaved rounds."""
+    sims = {b: make(student, d, n, b, dtype, threads) for b in blocks}
+    flops = 6.0 * d * n if student == "stiefel" else 4.0 * d * n
+    guess = flops / (40e9 if dtype == "float64" else 80e9)  # seconds per step, a rough guess
+    steps = {b: b * max(1, math.ceil(seconds / guess / b)) for b in blocks}
+    for b, s in sims.items():
+        s.run(b, [])
+    times = {b: [] for b in blocks}
+    for r in range(rounds + 1):
+        for b, s in sims.items():
+            t0 = time.perf_counter()
+            s.run(steps[b], [])
+            dt = time.perf_counter() - t0
+            if r > 0:
+                times[b].append(dt / steps[b])
+    for s in sims.values():
+        if student == "stiefel":
+            assert s.orth_error() < s.reortho_tol
+        assert np.isfinite(s.W).all()
+    return {b: (min(t), float(np.median(t))) for b, t in times.items()}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("d", type=int)
+    ap.add_argument("width", type=int)
+    ap.add_argument("blocks", help="comma-separated steps per block, e.g. 64,96,128,192")
+    ap.add_argument("--student", choices=["stiefel", "euclid"], default="stiefel")
+    ap.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=0.3, help="length of one block's turn in a round")
+    ap.add_argument("--rounds", type=int, default=10)
+    a = ap.parse_args(argv)
+    blocks = [int(b) for b in a.blocks.split(",")]
+    res = sweep(a.student, a.d, a.width, blocks, a.seconds, a.rounds, a.dtype, a.threads)
+    rule = (qf.default_block if a.student == "stiefel" else qf.euclid.default_block)(a.d, a.width, 1)
+    print(f"{a.student} ({a.d}, {a.width}) {a.dtype}, {a.threads} thread(s), default block {rule}; "
+          f"us per step, min / median of {a.rounds} rounds")
+    print("| block | min | median |\n|---|---|---|")
+    for b in blocks:
+        print(f"| {b}{' (default)' if b == rule else ''} | {res[b][0] * 1e6:.0f} | {res[b][1] * 1e6:.0f} |")
+    return res
+
+
+if __name__ == "__main__":
+    main()
