@@ -21,7 +21,6 @@ CI does) and writes <name>_targets_quick.md instead.
 """
 import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,32 +30,14 @@ import quadfast as qf
 from quadfast import reference as ref
 from quadfast._ext import core as _core
 
-LR_D = 1e-3
+from _interleave import LR_D, interleaved
+from _interleave import stiefel_sim as _sim
+
 ROWS = []  # (target, measured, goal, detail), printed at the end of the module
 
 
 def _quick(request):
     return request.config.getoption("--quick")
-
-
-def interleaved(fns, units, rounds):
-    """Seconds per unit of each callable: minimum over `rounds` rounds in which every
-    callable runs once, in turn (one warm-up round first)."""
-    best = {k: math.inf for k in fns}
-    for r in range(rounds + 1):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            dt = time.perf_counter() - t0
-            if r > 0:
-                best[k] = min(best[k], dt / units[k])
-    return best
-
-
-def _sim(d, n, dtype="float64", threads=1, **kw):
-    teacher = qf.Teacher(qf.power_law_coef(n, 1.0), d=d)
-    return qf.StiefelSGD(teacher, n, lr=LR_D / d, W0=qf.haar_stiefel(d, n, seed=1), seed=1, dtype=dtype,
-                         threads=threads, **kw)
 
 
 def _blocks(sim, budget):

@@ -12,20 +12,17 @@ lr * d = 1e-3, one thread unless ``--threads``.  Run with single-threaded NumPy:
 """
 import argparse
 import math
-import time
 
 import numpy as np
 
 import quadfast as qf
-
-LR_D = 1e-3
+from _interleave import LR_D, interleaved_times, stiefel_sim
 
 
 def make(student, d, n, block, dtype="float64", threads=1):
-    teacher = qf.Teacher(qf.power_law_coef(n, 1.0), d=d)
     if student == "stiefel":
-        return qf.StiefelSGD(teacher, n, lr=LR_D / d, W0=qf.haar_stiefel(d, n, seed=1), seed=1, dtype=dtype,
-                             threads=threads, block=block)
+        return stiefel_sim(d, n, dtype, threads, block=block)
+    teacher = qf.Teacher(qf.power_law_coef(n, 1.0), d=d)
     return qf.EuclideanSGD(teacher, n, lr=LR_D / d, seed=1, dtype=dtype, threads=threads, block=block)
 
 
@@ -37,14 +34,7 @@ def sweep(student, d, n, blocks, seconds=0.3, rounds=10, dtype="float64", thread
     steps = {b: b * max(1, math.ceil(seconds / guess / b)) for b in blocks}
     for b, s in sims.items():
         s.run(b, [])
-    times = {b: [] for b in blocks}
-    for r in range(rounds + 1):
-        for b, s in sims.items():
-            t0 = time.perf_counter()
-            s.run(steps[b], [])
-            dt = time.perf_counter() - t0
-            if r > 0:
-                times[b].append(dt / steps[b])
+    times = interleaved_times({b: (lambda s=s, b=b: s.run(steps[b], [])) for b, s in sims.items()}, steps, rounds)
     for s in sims.values():
         if student == "stiefel":
             assert s.orth_error() < s.reortho_tol

@@ -7,10 +7,14 @@ ignored by git) so that the README quotes exactly what a run measured.
 import json
 import os
 import platform
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+
+# the benchmarks share benchmarks/_interleave.py (scripts run from here find it anyway)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 TIMINGS = defaultdict(dict)  # (group key) -> {implementation: seconds per step}
 RNG_TIMINGS = defaultdict(dict)  # (streams, length) -> {implementation: seconds per normal}
