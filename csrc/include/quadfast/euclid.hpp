@@ -223,7 +223,7 @@ class EuclidKernel {
       CZt_.resize(K_, N_);
       // small widths with AVX-512: products on the row-major operands as they lie
       // (rowgemm.hpp); otherwise CZ^T packed once per block (packed_gemm.hpp)
-      direct_ = rowgemm::kAvailable && N_ >= 2 && N_ <= rowgemm::kMaxDirectWidth;
+      direct_ = rowgemm::use_direct(N_);
       packed_ = !direct_ && N_ >= pgemm::kMinWidth;
       if (packed_) packCZ_.setup(N_, K_, rb_);
       cvec_.resize(K_);

@@ -159,5 +159,9 @@ inline void gemm(T* C, Index ldc, Index m, Index n, const Seg<T>* seg, int nseg,
 }
 #endif
 
+// Whether a blocked engine of width N runs its pass on these products (AVX-512 builds,
+// 2 <= N <= kMaxDirectWidth; width 1 has its own column operations).
+inline constexpr bool use_direct(Index N) { return kAvailable && N >= 2 && N <= kMaxDirectWidth; }
+
 }  // namespace rowgemm
 }  // namespace quadfast

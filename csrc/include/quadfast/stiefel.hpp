@@ -375,7 +375,7 @@ class StiefelKernel {
     // Small widths with AVX-512: products on the row-major operands as they lie
     // (rowgemm.hpp), with Bm and Am transposed once per block; otherwise Bm, Zm packed
     // once per block for Eigen-layout GEMMs (packed_gemm.hpp)
-    direct_ = rowgemm::kAvailable && N_ >= 2 && N_ <= rowgemm::kMaxDirectWidth;
+    direct_ = rowgemm::use_direct(N_);
     packed_ = !direct_ && N_ >= pgemm::kMinWidth;
     if (direct_) {
       BmR_.resize(N_, cap);
