@@ -12,6 +12,7 @@ lr * d = 1e-3, one thread unless ``--threads``.  Run with single-threaded NumPy:
 """
 import argparse
 import math
+import time
 
 import numpy as np
 
@@ -29,11 +30,14 @@ def make(student, d, n, block, dtype="float64", threads=1):
 def sweep(student, d, n, blocks, seconds=0.3, rounds=10, dtype="float64", threads=1):
     """{block: (min, median) seconds per step}, interleaved rounds."""
     sims = {b: make(student, d, n, b, dtype, threads) for b in blocks}
-    flops = 6.0 * d * n if student == "stiefel" else 4.0 * d * n
-    guess = flops / (40e9 if dtype == "float64" else 80e9)  # seconds per step, a rough guess
-    steps = {b: b * max(1, math.ceil(seconds / guess / b)) for b in blocks}
-    for b, s in sims.items():
+    steps = {}
+    for b, s in sims.items():  # warm-up, and a first timing: whole blocks of about `seconds`
         s.run(b, [])
+        reps = max(1, math.ceil(2e6 / (d * n * b)))  # a few blocks at least, for tiny problems
+        t0 = time.perf_counter()
+        s.run(b * reps, [])
+        per_step = (time.perf_counter() - t0) / (b * reps)
+        steps[b] = b * max(1, math.ceil(seconds / per_step / b))
     times = interleaved_times({b: (lambda s=s, b=b: s.run(steps[b], [])) for b, s in sims.items()}, steps, rounds)
     for s in sims.values():
         if student == "stiefel":
@@ -60,7 +64,8 @@ def main(argv=None):
           f"us per step, min / median of {a.rounds} rounds")
     print("| block | min | median |\n|---|---|---|")
     for b in blocks:
-        print(f"| {b}{' (default)' if b == rule else ''} | {res[b][0] * 1e6:.0f} | {res[b][1] * 1e6:.0f} |")
+        us = [f"{x * 1e6:.0f}" if x >= 1e-4 else f"{x * 1e6:.3g}" for x in res[b]]
+        print(f"| {b}{' (default)' if b == rule else ''} | {us[0]} | {us[1]} |")
     return res
 
 

@@ -37,8 +37,9 @@ def default_block(d: int, width: int, batch: int, threads: int = 1) -> int:
     ``quadfast::euclid_default_block`` in ``csrc/include/quadfast/blocking.hpp``.
 
     Returns 1 (the sequential kernel) for ``batch > 1`` (the blocked engine runs batch 1
-    only); up to width 128 the block of :func:`quadfast.default_block` (1 only for tiny
-    problems, ``d * width < 64``); above it 128 columns below width 512 and 192 from there.
+    only); 8 columns at width 1; from width 2 to 128 the block of
+    :func:`quadfast.default_block` (1 only for tiny problems, ``d * width < 64``); above it
+    128 columns below width 512 and 192 from there.
     The Euclidean step has no retraction and ``4 d N`` GEMM flops instead of ``6 d N``, so
     the O(d c) flops a block adds weigh less than for the Stiefel student, whose default is
     96 columns there.  Measured with ``benchmarks/block_sweep.py --student euclid`` on the
@@ -50,6 +51,10 @@ def default_block(d: int, width: int, batch: int, threads: int = 1) -> int:
     streaming pass over a 2 MiB W per step) against 33 us blocked.  Small problems gain
     too (sequential against 4 / 8 / 16 columns): (256, 1): 2.6 against 2.5 / 1.9 / 1.8;
     (1024, 4): 17.0 against 13.4 / 6.0 / 5.2; (1024, 7): 22.4 against 13.0 / 8.7 / 7.6.
+    On the 2-core Emerald Rapids VM of :func:`quadfast.default_block`'s docstring, 4 / 8 /
+    16 columns: (16384, 1): 57.6 / **52.4** / 54.4; (1024, 1): 4.21 / **3.69** / 3.58;
+    (16384, 4): 130 / 81.6 / **71.2**; (1024, 7) 7 / 8 / 16: 7.77 / 5.45 / **4.87** (the
+    rule before this one took 4 columns at width 1 and the width itself from 4 to 31).
     ``threads`` is accepted for symmetry with the simulator and does not change the
     choice; nor do the cache sizes (see :func:`quadfast.default_block`).
     """

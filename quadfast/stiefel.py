@@ -37,8 +37,10 @@ def default_block(d: int, width: int, batch: int) -> int:
     call too) is
 
     * ``d * N < 64``: 1, the sequential kernels ((16, 1): 0.32 us per step against 0.45);
-    * ``N < 32``: ``c = max(4, N)``, so that the O(d c) terms of a step (``X Am``,
-      ``X^T X``) do not swamp its ``6 d N`` flops;
+    * ``N = 1``: ``c = 4`` (width 1 runs column operations instead of products);
+    * ``2 <= N < 32``: ``c = max(16, N)``: at such widths a block's fixed costs (its
+      small matrices, the set-up of its pass) are amortised over its c steps, and they
+      outweigh the O(d c) terms a block adds (``X Am``, ``X^T X``) down to 16 columns;
     * ``32 <= N <= 128``: ``c = 32`` (the direct products of the AVX-512 build prefer
       short blocks);
     * ``N > 128``: ``c = 96``.  A block adds about ``3 d c`` flops per step to ``6 d N``
@@ -65,7 +67,19 @@ def default_block(d: int, width: int, batch: int) -> int:
     against 1.3 / 1.4 / 1.4; (1024, 1): 16.0 against 3.7 / 3.8 / 4.4; (1024, 4): 13.6
     against 8.8 / 6.5 / 6.2.
 
-    The rule does not use the cache sizes.  From width 32 on, the operands a block streams
+    The same sweeps on a second machine, a 2-core Emerald Rapids VM (Intel family 6,
+    model 207; L1d 48 KiB and L2 2 MiB per core, L3 300 MiB), 10 rounds of 0.2-0.3 s:
+    (16384, 1024) 64 / 96 / 128 / 192: 1906 / **1824** / 1813 / 1932; (16384, 2048) 48 / 64
+    / 96 / 128: 5959 / 5898 / **4728** / 5412; (8192, 4096) 32 / 64 / 96: 6631 / 6914 /
+    **5754**; (4096, 1024) 64 / 96 / 128: 531 / **509** / 526.  Small widths there, 4 / 8 /
+    16 / 32 columns: (16384, 1): **38.7** / 42.5 / 56.7; (4096, 1): **9.65** / 10.6 / 13.7;
+    (16384, 2): 114 / 77.6 / **74.7** / 79.6; (16384, 4): 123 / 82.7 / **79.6** / 83.1;
+    (65536, 4): 480 / 326 / **314**; (1024, 4): 7.58 / 5.29 / **5.16**; (16384, 8) 8 / 16 /
+    32: 70.8 / **74.7** / 82.1; (16384, 12) 12 / 16 / 24: 98 / **85.5** / 90.  The rule
+    before this one took ``c = max(4, N)`` below width 32: 45-55% slower at widths 2 and 4.
+
+    The rule does not use the cache sizes (issue 4 asks for them; this is not done).
+    From width 32 on, the operands a block streams
     in its pass have an arithmetic intensity above one core's machine balance (about 2.5 flops per byte here:
     50 GFlop/s against 20 GB/s from memory) wherever it lives: W is read and written once
     per block, ``3 c / itemsize`` flops per byte (12 at c = 32 in float64); the panels
@@ -76,7 +90,12 @@ def default_block(d: int, width: int, batch: int) -> int:
     stayed 32 columns from d = 4096 (W 2 MiB, in L2) to d = 262144 (128 MiB; 32 / 64 / 128:
     3.69 / 3.88 / 5.35 ms), and (4096, 1024) (W 32 MiB, in the 48 MiB L3) and (16384,
     1024) (128 MiB) have the same optimum.  A rule that keeps an N x c panel in L2 (80
-    columns at N = 2048, 32 at N = 4096 here) was tried and measured no better.
+    columns at N = 2048, 32 at N = 4096 here) was tried and measured no better.  On the
+    Emerald Rapids VM, with an L2 1.6 times as large and an L3 six times as large, the
+    optima above width 128 were the same 96-128 columns; the panel rule would have taken
+    256 at N = 1024 there, and 192 was already 6% slower than 96.  The cache sizes do enter
+    the products inside a block: the packed products (above width 128 in AVX-512 builds)
+    take their panels (kc, mc, nc) from Eigen's blocking for the caches it detects.
     """
     from ._ext import core as _core
 

@@ -162,19 +162,22 @@ def test_block_argument_validation():
 
 
 def test_default_block_columns():
-    """The rule of quadfast::default_block (blocking.hpp): c = block * batch columns, the
-    width itself (>= 4) below 32, 32 up to width 128 and 96 above, and c // batch steps
-    for a batch (at least 1); the Euclidean student's (batch 1 only) differs above width
-    128 (128 columns, 192 from width 512); the simulators take them when block is None."""
-    for n, c in [(1, 4), (4, 4), (31, 31), (32, 32), (128, 32), (129, 96), (511, 96), (512, 96),
-                 (1024, 96), (4096, 96)]:
+    """The rule of quadfast::default_block (blocking.hpp): c = block * batch columns, 4 at
+    width 1, max(16, width) from 2 to 31, 32 up to width 128 and 96 above, and c // batch
+    steps for a batch (at least 1); the Euclidean student's (batch 1 only) differs at width
+    1 (8 columns) and above width 128 (128 columns, 192 from width 512); the simulators
+    take them when block is None."""
+    for n, c in [(1, 4), (2, 16), (4, 16), (15, 16), (16, 16), (17, 17), (31, 31), (32, 32),
+                 (128, 32), (129, 96), (511, 96), (512, 96), (1024, 96), (4096, 96)]:
         d = max(n, 64)
         assert qf.default_block(d, n, 1) == c, n
         for batch in (2, 3, 4, 32, 200):
             assert qf.default_block(d, n, batch) == max(1, c // batch), (n, batch)
         assert qf.euclid.default_block(d, n, 2) == 1
-        assert qf.euclid.default_block(d, n, 1) == (c if n <= 128 else (128 if n < 512 else 192)), n
-    assert qf.euclid.default_block(16, 2, 1) == 1 and qf.euclid.default_block(8, 8, 1) == 8  # d N = 32, 64
+        euclid_c = 8 if n == 1 else (c if n <= 128 else (128 if n < 512 else 192))
+        assert qf.euclid.default_block(d, n, 1) == euclid_c, n
+    assert qf.euclid.default_block(16, 2, 1) == 1 and qf.euclid.default_block(8, 8, 1) == 16  # d N = 32, 64
+    assert qf.default_block(63, 1, 1) == 1 and qf.euclid.default_block(63, 1, 1) == 1
     teacher = qf.Teacher.power_law(2048, 0.5, 1.0)
     assert qf.StiefelSGD(teacher, 256, lr=1e-6, dtype=np.float32).block == 96
     assert qf.StiefelSGD(teacher, 256, lr=1e-6, batch=4).block == 24

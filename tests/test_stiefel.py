@@ -104,13 +104,13 @@ def test_zero_sample_changes_nothing(batch):
 def test_runs_are_bit_identical_across_repeats_chunks_and_pickles(block):
     """Repeats, chunks and a pickle in the middle give the same bits: at any split point
     for the sequential kernel, at multiples of the block for the blocked engine (the
-    default, block 8 here)."""
+    default, block 16 here)."""
     teacher = qf.Teacher.power_law(128, 0.5, 1.0, noise=0.1)
     kw = dict(width=8, lr=0.05 / 128, seed=42, block=block)
     a = qf.StiefelSGD(teacher, **kw)
     a.run(3000)
     k = a.block
-    assert k == (1 if block == 1 else 8)
+    assert k == (1 if block == 1 else 16)
     b = qf.StiefelSGD(teacher, **kw)
     for n in (k, 999 // k * k, 1000 // k * k):
         b.run(n)
@@ -131,9 +131,9 @@ def test_pickle_continues_across_reorthonormalisations():
     a = qf.StiefelSGD(teacher, 4, lr=0.05 / 64, seed=1, reortho_tol=1e-14, batch=2)
     a.run(5000)
     b = qf.StiefelSGD(teacher, 4, lr=0.05 / 64, seed=1, reortho_tol=1e-14, batch=2)
-    b.run(2222)
+    b.run(2222 // b.block * b.block)  # a block boundary (batch 2: 8 steps per block)
     b = pickle.loads(pickle.dumps(b))
-    b.run(5000 - 2222)
+    b.run(5000 - b.steps_done)
     assert a.reortho_stats["count"] > 10
     assert np.array_equal(a.W, b.W)
 
@@ -222,14 +222,14 @@ def test_trajectory_records(block):
     assert traj.risk[-1] == pytest.approx(sim.risk())
     np.testing.assert_allclose(traj.alignment[-1], sim.alignment())
     # recording does not perturb the run: the same bits for the sequential kernel; for the
-    # blocked engine (block 10 here) record points inside a block end it early, which
+    # blocked engine (block 16 here) record points inside a block end it early, which
     # regroups the sums: equal to rounding
     other = qf.StiefelSGD(teacher, 10, lr=2e-4, seed=0, block=block)
     other.run(2000)
     if sim.block == 1:
         assert np.array_equal(sim.W, other.W)
     else:
-        assert sim.block == 10 and not np.all(rec % 10 == 0)
+        assert sim.block == 16 and not np.all(rec % 16 == 0)
         np.testing.assert_allclose(sim.W, other.W, rtol=0, atol=1e-13)
 
 
@@ -305,14 +305,21 @@ def test_nonfinite_step_stops_with_step_number_and_keeps_last_weights():
     for batch in (1, 2):
         X, y = teacher.sample(10 * batch, seed=0)
         y[6 * batch] = 1e300  # e^2 overflows at step 7
-        sim = qf.StiefelSGD(teacher, 4, lr=1e-3, seed=1, batch=batch)
-        good = qf.StiefelSGD(teacher, 4, lr=1e-3, seed=1, batch=batch)
-        good.step(X[: 6 * batch], y[: 6 * batch])
-        with pytest.raises(qf.DivergenceError, match="step 7") as info:
-            sim.step(X, y)
-        assert info.value.step == 7
-        assert sim.steps_done == 6
-        assert np.array_equal(sim.W, good.W)
+        for block in (None, 1, 6):
+            sim = qf.StiefelSGD(teacher, 4, lr=1e-3, seed=1, batch=batch, block=block)
+            good = qf.StiefelSGD(teacher, 4, lr=1e-3, seed=1, batch=batch, block=block)
+            good.step(X[: 6 * batch], y[: 6 * batch])
+            with pytest.raises(qf.DivergenceError, match="step 7") as info:
+                sim.step(X, y)
+            assert info.value.step == 7
+            assert sim.steps_done == 6
+            if block is None and batch > 1:
+                # the default block (8 steps at batch 2) stops after 6 of its steps: the
+                # same weights as a 6-step block, to rounding
+                assert sim.block == 8
+                np.testing.assert_allclose(sim.W, good.W, rtol=0, atol=1e-15)
+            else:  # the sequential kernel, and blocks that hold the 6 good steps exactly
+                assert np.array_equal(sim.W, good.W), (batch, block)
 
 
 def test_reference_flow_agrees_with_riccati_closed_form_at_moderate_times():
