@@ -87,13 +87,16 @@ def default_block(d: int, width: int, batch: int) -> int:
     the samples ``3 N / itemsize >= 48`` (at N >= 128).  Only the per-step reads of ``Bm`` and ``Zm``
     (about ``N c itemsize`` bytes against ``6 d N`` flops) are memory-bound, below 8% of a
     step at d = 4096 and c = 96 even from memory.  Consistently, at width 64 the best block
-    stayed 32 columns from d = 4096 (W 2 MiB, in L2) to d = 262144 (128 MiB; 32 / 64 / 128:
+    stayed 32 columns from d = 4096 (W 2 MiB, in L3: the L2 is 1.25 MiB) to d = 262144 (128 MiB; 32 / 64 / 128:
     3.69 / 3.88 / 5.35 ms), and (4096, 1024) (W 32 MiB, in the 48 MiB L3) and (16384,
     1024) (128 MiB) have the same optimum.  A rule that keeps an N x c panel in L2 (80
     columns at N = 2048, 32 at N = 4096 here) was tried and measured no better.  On the
     Emerald Rapids VM, with an L2 1.6 times as large and an L3 six times as large, the
     optima above width 128 were the same 96-128 columns; the panel rule would have taken
-    256 at N = 1024 there, and 192 was already 6% slower than 96.  The cache sizes do enter
+    256 at N = 1024 there, and 192 was already 6% slower than 96.  There, with W in its
+    L2, at (2048, 64), 16 / 32 / 64 columns gave 20.1 / **19.6** / 22.9 us per step, and
+    with W (512 MiB) beyond its L3, at (1048576, 64), 16.4 / **12.9** / 13.9 ms; at
+    (65536, 1024) (W 512 MiB), 64 / 96 / 128: 7299 / **7325** / 7259 us, flat.  The cache sizes do enter
     the products inside a block: the packed products (above width 128 in AVX-512 builds)
     take their panels (kc, mc, nc) from Eigen's blocking for the caches it detects.
     """
