@@ -74,8 +74,10 @@ class StiefelKernel {
   using Dmat = Eigen::MatrixXd;
   using Dvec = Eigen::VectorXd;
 
-  // block > 1 (batch 1 only) selects the blocked exact engine of MODEL.md §3: k = block
-  // sequential steps per pass over W, carried out with matrix-matrix products.
+  // block > 1 selects the blocked exact engine of MODEL.md §3, for any batch: k = block
+  // sequential steps (k * batch sample columns) per pass over W, carried out with
+  // matrix-matrix products.  block = 1 is the sequential kernel; default_block(d, N,
+  // batch) in blocking.hpp is the default of quadfast.StiefelSGD.
   StiefelKernel(Index d, Index N, Index batch, double lr, const TeacherView<T>& teacher,
                 std::uint64_t seed, OrthoPolicy policy = {}, Index block = 1, Index threads = 1)
       : d_(d), N_(N), B_(batch), K_blk_(block), threads_(threads), lr_(lr), seed_(seed), policy_(policy), label_(teacher),
