@@ -37,7 +37,7 @@ def default_block(d: int, width: int, batch: int, threads: int = 1) -> int:
     ``quadfast::euclid_default_block`` in ``csrc/include/quadfast/blocking.hpp``.
 
     Returns 1 (the sequential kernel) for ``batch > 1`` (the blocked engine runs batch 1
-    only); 8 columns at width 1; from width 2 to 128 the block of
+    only); 8 columns at width 1 (1 for d < 64); from width 2 to 128 the block of
     :func:`quadfast.default_block` (1 only for tiny problems, ``d * width < 64``); above it
     128 columns below width 512 and 192 from there.
     The Euclidean step has no retraction and ``4 d N`` GEMM flops instead of ``6 d N``, so
@@ -54,7 +54,7 @@ def default_block(d: int, width: int, batch: int, threads: int = 1) -> int:
     On the 2-core Emerald Rapids VM of :func:`quadfast.default_block`'s docstring, 4 / 8 /
     16 columns: (16384, 1): 57.6 / **52.4** / 54.4; (1024, 1): 4.21 / **3.69** / 3.58;
     (16384, 4): 130 / 81.6 / **71.2**; (1024, 7) 7 / 8 / 16: 7.77 / 5.45 / **4.87** (the
-    rule before this one took 4 columns at width 1 and the width itself from 4 to 31).
+    rule before this one took ``max(4, width)`` columns below width 32).
     ``threads`` is accepted for symmetry with the simulator and does not change the
     choice; nor do the cache sizes (see :func:`quadfast.default_block`).
     """

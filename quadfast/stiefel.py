@@ -7,10 +7,12 @@ Student ``f(x; W) = ||W^T x||^2 - N`` with ``W^T W = I_N`` (d x N), loss ``e^2 /
     W~ = W + U Z^T,   Z = W^T X^T                         (N x B)
     W+ = W~ (W~^T W~)^{-1/2}                              (polar retraction)
 
-For B = 1 the default is the blocked exact engine of MODEL.md §3 (k steps per pass over W,
-with matrix-matrix products); ``block=1`` selects the closed form of MODEL.md §2 in one
-streaming pass over W per step (pass 2 of step t fused with pass 1 of step t+1).  For
-B > 1 the kernel uses the rank-B form with B x B symmetric eigendecompositions.  All equal
+For any batch the default is the blocked exact engine of MODEL.md §3 (k steps per pass
+over W, with matrix-matrix products), unless :func:`default_block` gives 1 (tiny problems,
+or batches of at least the block's columns); ``block=1`` selects the sequential kernels:
+for B = 1 the closed form of MODEL.md §2 in one streaming pass over W per step (pass 2 of
+step t fused with pass 1 of step t+1), for B > 1 the rank-B form with B x B symmetric
+eigendecompositions.  All equal
 the polar retraction to rounding.  Time is ``t = lr * steps`` everywhere in quadfast.
 MODEL.md is docs/MODEL.md in the repository.
 """
@@ -39,8 +41,9 @@ def default_block(d: int, width: int, batch: int) -> int:
     * ``d * N < 64``: 1, the sequential kernels ((16, 1): 0.32 us per step against 0.45);
     * ``N = 1``: ``c = 4`` (width 1 runs column operations instead of products);
     * ``2 <= N < 32``: ``c = max(16, N)``: at such widths a block's fixed costs (its
-      small matrices, the set-up of its pass) are amortised over its c steps, and they
-      outweigh the O(d c) terms a block adds (``X Am``, ``X^T X``) down to 16 columns;
+      small matrices, the set-up of its pass) are amortised over its c steps; 16 columns
+      were the fastest or within 6% from width 2 to 12, and 4 columns 45-55% slower at
+      widths 2 and 4 (sweeps below);
     * ``32 <= N <= 128``: ``c = 32`` (the direct products of the AVX-512 build prefer
       short blocks);
     * ``N > 128``: ``c = 96``.  A block adds about ``3 d c`` flops per step to ``6 d N``

@@ -103,6 +103,27 @@ def test_blocked_equals_sequential(block, frame):
 
 
 @pytest.mark.parametrize("frame", ["canonical", "explicit"])
+def test_width_one_default_block_equals_sequential(frame):
+    """Width 1 has its own column operations in the blocked pass, and its own default block
+    (8 columns): against the sequential kernel to 1e-12 on the same samples, over several
+    row slabs (d = 3000) and on 1 and 2 threads (bit-identical), and W moves."""
+    d = 3000
+    teacher = qf.Teacher.power_law(d, 0.3, 1.0, noise=0.1)
+    if frame == "explicit":
+        teacher = explicit_teacher(teacher)
+    kw = dict(width=1, lr=0.5 / d, seed=2, init_scale=0.5)
+    seq = qf.EuclideanSGD(teacher, block=1, **kw)
+    W0 = seq.W.copy()
+    sims = [qf.EuclideanSGD(teacher, threads=t, **kw) for t in (1, 2)]
+    assert sims[0].block == 8
+    for sim in [seq] + sims:
+        sim.run(403)
+    np.testing.assert_allclose(sims[0].W, seq.W, rtol=0, atol=1e-12)
+    assert np.array_equal(sims[0].W, sims[1].W)
+    assert np.max(np.abs(seq.W - W0)) > 1e-2
+
+
+@pytest.mark.parametrize("frame", ["canonical", "explicit"])
 def test_blocked_equals_sequential_over_many_slabs(frame):
     """At d = 1500, block 16 the rows split into 6 slabs (slabs.hpp); with 2 threads, the
     next block drawn inside the pass and an explicit frame's labels from the pass's

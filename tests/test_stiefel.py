@@ -112,7 +112,7 @@ def test_runs_are_bit_identical_across_repeats_chunks_and_pickles(block):
     k = a.block
     assert k == (1 if block == 1 else 16)
     b = qf.StiefelSGD(teacher, **kw)
-    for n in (k, 999 // k * k, 1000 // k * k):
+    for n in (k, 999 // k * k, 1000 // k * k + k):
         b.run(n)
     b.run(3000 - b.steps_done)
     c = qf.StiefelSGD(teacher, **kw)
@@ -313,12 +313,12 @@ def test_nonfinite_step_stops_with_step_number_and_keeps_last_weights():
                 sim.step(X, y)
             assert info.value.step == 7
             assert sim.steps_done == 6
-            if block is None and batch > 1:
-                # the default block (8 steps at batch 2) stops after 6 of its steps: the
-                # same weights as a 6-step block, to rounding
-                assert sim.block == 8
+            if block is None:
+                # the default block (16 columns: 16 steps at batch 1, 8 at batch 2) is cut
+                # after 6 of its steps: the same weights as a 6-step block, to rounding
+                assert sim.block == 16 // batch
                 np.testing.assert_allclose(sim.W, good.W, rtol=0, atol=1e-15)
-            else:  # the sequential kernel, and blocks that hold the 6 good steps exactly
+            else:  # the sequential kernel, and a block that holds the 6 good steps exactly
                 assert np.array_equal(sim.W, good.W), (batch, block)
 
 

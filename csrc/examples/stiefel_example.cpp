@@ -1,10 +1,10 @@
 // A simulator that uses quadfast's C++ core with no Python: Stiefel online SGD on the
 // power-law teacher in the canonical frame, printing the risk
 //   R = 1 - tr((G Lambda)^2) / tr(Lambda^2),  G = U U^T,  U = first r rows of W.
-// Usage: stiefel_example [d] [width] [steps] [lr*d] [seed] [threads]
-// It runs the blocked exact engine with quadfast's default block (blocking.hpp), as
-// quadfast.StiefelSGD does; the kernel's own default, block = 1, is the sequential
-// one-pass kernel (at d = 16384, width 1024 about 6x slower per step).
+// Usage: stiefel_example [d] [width] [steps] [lr*d] [seed] [threads] [block]
+// block 0 (the default) runs the blocked exact engine with quadfast's default block
+// (blocking.hpp), as quadfast.StiefelSGD does; block 1 is the kernel's own default, the
+// sequential one-pass kernel (at d = 16384, width 1024 about 6x slower per step).
 #include <Eigen/Dense>
 #include <cmath>
 #include <cstdio>
@@ -21,6 +21,12 @@ int main(int argc, char** argv) {
   const double lr = (argc > 4 ? std::atof(argv[4]) : 0.002) / static_cast<double>(d);
   const std::uint64_t seed = argc > 5 ? std::strtoull(argv[5], nullptr, 10) : 1;
   const Index threads = argc > 6 ? std::atol(argv[6]) : 1;
+  const Index block_arg = argc > 7 ? std::atol(argv[7]) : 0;
+  if (d < 1 || N < 1 || N > d || steps < 0 || !(lr > 0.0) || threads < 1 || block_arg < 0) {
+    std::fprintf(stderr, "usage: stiefel_example [d] [width <= d] [steps] [lr*d > 0] [seed] [threads >= 1] [block >= 0]\n");
+    return 2;
+  }
+  const Index block = block_arg > 0 ? block_arg : default_block(d, N, /*batch=*/1);
   const Index r = N;
 
   std::vector<double> coef(r);  // lambda_j ~ j^-1, ||lambda|| = 1
@@ -39,8 +45,9 @@ int main(int argc, char** argv) {
     if (qr.matrixQR()(j, j) < 0) Q.col(j) *= -1.0;
   RowMat<double> W = Q;  // row-major weights, updated in place by the kernel
 
-  StiefelKernel<double> sgd(d, N, /*batch=*/1, lr, teacher, seed, OrthoPolicy{},
-                            /*block=*/default_block(d, N, /*batch=*/1), threads);
+  StiefelKernel<double> sgd(d, N, /*batch=*/1, lr, teacher, seed, OrthoPolicy{}, block, threads);
+  std::printf("d %ld width %ld block %ld threads %ld\n", static_cast<long>(d), static_cast<long>(N),
+              static_cast<long>(block), static_cast<long>(threads));
   auto risk = [&]() {
     Eigen::Map<const Eigen::VectorXd> lam(coef.data(), r);
     Eigen::MatrixXd U = W.topRows(r);

@@ -10,7 +10,7 @@ namespace quadfast {
 // Steps per block: a block holds c = k * batch sample columns.
 //   d N < 64:        1 (the sequential kernels are faster on such tiny problems)
 //   N = 1:           c = 4 (the column operations of width 1; 8 and 16 columns were
-//                    10% and 40-45% slower at d = 4096 and 16384)
+//                    10% and 42-47% slower at d = 4096 and 16384)
 //   2 <= N < 32:     c = max(16, N): below width 16 a block's fixed costs (the small
 //                    per-block matrices, the pass's set-up) outweigh its O(d c) terms,
 //                    X Am and X^T X; 4 columns were 45-55% slower than 16 at widths
@@ -35,7 +35,7 @@ inline Eigen::Index default_block(Eigen::Index d, Eigen::Index N, Eigen::Index b
 }
 
 // The Euclidean engine (euclid.hpp, batch 1 only): 1 for batch > 1, and otherwise as
-// above except at width 1, where its blocks are 8 columns (4 columns were 10-15% slower
+// above except at width 1 (d >= 64), where its blocks are 8 columns (4 columns were 10-15% slower
 // at d = 1024 and 16384), and above width 128, where its blocks are 128 columns below N = 512 and 192
 // from there.  Its step has no retraction and 4 d N GEMM flops instead of 6 d N, so the
 // O(d c) terms of a block weigh more lightly: at (16384, 1024) 96 / 128 / 192 columns gave 1464 /
