@@ -7,6 +7,9 @@
 
 namespace quadfast {
 
+// Below this d * N the sequential kernels are faster than any block (both engines).
+inline constexpr Eigen::Index kMinBlockedSize = 64;
+
 // Steps per block: a block holds c = k * batch sample columns.
 //   d N < 64:        1 (the sequential kernels are faster on such tiny problems)
 //   N = 1:           c = 4 (the column operations of width 1; 8 and 16 columns were
@@ -29,13 +32,13 @@ namespace quadfast {
 // queries, packed_gemm.hpp.)
 inline Eigen::Index default_block(Eigen::Index d, Eigen::Index N, Eigen::Index batch) {
   using Index = Eigen::Index;
-  if (d * N < 64) return 1;
+  if (d * N < kMinBlockedSize) return 1;
   const Index cols = N == 1 ? 4 : (N < 32 ? std::max<Index>(16, N) : (N <= 128 ? 32 : 96));
   return std::max<Index>(1, cols / std::max<Index>(1, batch));
 }
 
 // The Euclidean engine (euclid.hpp, batch 1 only): 1 for batch > 1, and otherwise as
-// above except at width 1 (d >= 64), where its blocks are 8 columns (4 columns were 10-15% slower
+// above except at width 1, where its blocks are 8 columns (4 columns were 10-15% slower
 // at d = 1024 and 16384), and above width 128, where its blocks are 128 columns below N = 512 and 192
 // from there.  Its step has no retraction and 4 d N GEMM flops instead of 6 d N, so the
 // O(d c) terms of a block weigh more lightly: at (16384, 1024) 96 / 128 / 192 columns gave 1464 /
@@ -43,8 +46,8 @@ inline Eigen::Index default_block(Eigen::Index d, Eigen::Index N, Eigen::Index b
 // (quadfast.euclid.default_block's docstring).
 inline Eigen::Index euclid_default_block(Eigen::Index d, Eigen::Index N, Eigen::Index batch) {
   using Index = Eigen::Index;
-  if (batch > 1) return 1;
-  if (N == 1 && d * N >= 64) return 8;
+  if (batch > 1 || d * N < kMinBlockedSize) return 1;
+  if (N == 1) return 8;
   if (N <= 128) return default_block(d, N, 1);
   return N < 512 ? Index(128) : Index(192);
 }
