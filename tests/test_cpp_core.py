@@ -86,7 +86,9 @@ def test_packed_products_equal_eigen_bit_for_bit(cpp_build, variant):
     Eigen's bits.  The products on row-major operands of the small-width pass
     (rowgemm.hpp, 8 shapes) agree with a float64 reference (1e-13 float64, 2e-6 float32,
     times sqrt(depth)), leave C's row padding alone, and give the same bits row by row as
-    for all rows at once.  Baseline build, and the AVX-512 build (where both kernels are
+    for all rows at once; so do their Gram sums G += X^T X (8 shapes: the lower triangle
+    against the reference within 4 eps sqrt(depth) of the terms' summed sizes, the rest of G untouched, and a trailing
+    block of columns with the same bits as all of them).  Baseline build, and the AVX-512 build (where both kernels are
     quadfast's own) where the CPU has AVX-512."""
     targets = _isa_targets("packed_gemm_check")
     if variant == "avx512" and len(targets) == 1:
@@ -97,8 +99,11 @@ def test_packed_products_equal_eigen_bit_for_bit(cpp_build, variant):
     packed = [r for r in rows if r[0] in ("float64", "float32")]
     other = [r for r in rows if r[0] in ("gemm", "gebp")]
     direct = [r for r in rows if r[0] == "rowgemm"]
-    assert len(packed) == 16 and len(other) == 32 and len(direct) == 24 and len(rows) == 72, run.stdout + run.stderr
+    gram = [r for r in rows if r[0] == "rowgram"]
+    assert len(packed) == 16 and len(other) == 32 and len(direct) == 24 and len(gram) == 16 and len(rows) == 88, (
+        run.stdout + run.stderr)
     assert all(r[-2:] == ["close=1", "split_identical=1"] for r in direct), run.stdout
+    assert all(r[-2:] == ["close=1", "sub_identical=1"] for r in gram), run.stdout
     for row in packed:
         full = row[3] == row[4]
         assert row[-1] == "ok=1" and (row[5] == "identical=1" if full else row[6] == "close=1"), run.stdout

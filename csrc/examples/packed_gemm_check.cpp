@@ -15,10 +15,12 @@
 // for the packed products (ok when identical with all c columns used, or close with fewer),
 // then "gemm <dtype> rows depth cols identical=<0|1>" and
 // "gebp <dtype> rows depth cols identical=<0|1>" and
-// "rowgemm <dtype> m n K1 K2 close=<0|1> split_identical=<0|1>"; exit status 0 iff all are ok.
+// "rowgemm <dtype> m n K1 K2 close=<0|1> split_identical=<0|1>" and
+// "rowgram <dtype> m n close=<0|1> sub_identical=<0|1>"; exit status 0 iff all are ok.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -178,6 +180,50 @@ bool check_rowgemm(Eigen::Index m, Eigen::Index n, Eigen::Index K1, Eigen::Index
   return close && split;
 }
 
+// The lower triangle of G += X^T X (rowgemm::gram_lower_add, X column-major m x n with
+// leading dimension m + 3) against a float64 reference, relative to the sum of the
+// terms' sizes; G's strict upper triangle and its
+// padding rows are left alone; and the columns [3, n) alone (other tiles, other tile
+// sizes) give the same bits for their pairs as all n columns.
+template <class T>
+bool check_gram(Eigen::Index m, Eigen::Index n, unsigned seed) {
+  namespace rg = quadfast::rowgemm;
+  using Index = Eigen::Index;
+  Filler<T> fill{std::mt19937_64(seed)};
+  const Index ldx = m + 3, ldg = n + 2;
+  std::vector<T> X(ldx * n), G0(ldg * n);
+  fill(X);
+  fill(G0);
+  std::vector<T> G1 = G0, G2 = G0;
+  rg::gram_lower_add<T>(G1.data(), ldg, X.data(), ldx, m, n);
+  const Index o = std::min<Index>(3, n);
+  rg::gram_lower_add<T>(G2.data() + o * ldg + o, ldg, X.data() + o * ldx, ldx, m, n - o);
+  double err = 0.0;
+  bool untouched = true, sub = true;
+  for (Index j = 0; j < n; ++j)
+    for (Index i = 0; i < ldg; ++i) {
+      const T g = G1[j * ldg + i];
+      if (i >= j && i < n) {
+        double ref = static_cast<double>(G0[j * ldg + i]), size = std::abs(ref);
+        for (Index k = 0; k < m; ++k) {
+          const double t = static_cast<double>(X[i * ldx + k]) * static_cast<double>(X[j * ldx + k]);
+          ref += t;
+          size += std::abs(t);
+        }
+        err = std::max(err, std::abs(static_cast<double>(g) - ref) / size);
+        if (j >= o) sub = sub && std::memcmp(&g, &G2[j * ldg + i], sizeof(T)) == 0;
+      } else {
+        untouched = untouched && g == G0[j * ldg + i] && G2[j * ldg + i] == G0[j * ldg + i];
+      }
+    }
+  // relative to the sum of the terms' sizes: 4 eps sqrt(m) (rounding errors of random sign)
+  const double tol = 4.0 * static_cast<double>(std::numeric_limits<T>::epsilon()) * std::sqrt(static_cast<double>(m) + 1.0);
+  const bool close = err < tol && untouched;
+  std::printf("rowgram %s %ld %ld close=%d sub_identical=%d\n", sizeof(T) == 8 ? "float64" : "float32",
+              static_cast<long>(m), static_cast<long>(n), close ? 1 : 0, sub ? 1 : 0);
+  return close && sub;
+}
+
 int main() {
   const long shapes[][4] = {{64, 1024, 192, 192}, {64, 1024, 192, 100}, {1024, 64, 32, 32}, {50, 100, 37, 37},
                             {7, 33, 5, 5},        {128, 256, 128, 128}, {64, 2048, 96, 96},  {13, 600, 300, 257}};
@@ -212,6 +258,13 @@ int main() {
   for (const auto& r : rshapes) {
     ok = check_rowgemm<double>(r[0], r[1], r[2], r[3], seed++) && ok;
     ok = check_rowgemm<float>(r[0], r[1], r[2], r[3], seed++) && ok;
+  }
+  // Gram sums: row counts with and without a masked tail (L = 8 and 16), column counts
+  // leaving every tile size (4 k + 0..3) and the engines' block widths
+  const long gram[][2] = {{512, 32}, {1024, 16}, {37, 5}, {200, 23}, {8, 1}, {1000, 96}, {16, 2}, {333, 7}};
+  for (const auto& g : gram) {
+    ok = check_gram<double>(g[0], g[1], seed++) && ok;
+    ok = check_gram<float>(g[0], g[1], seed++) && ok;
   }
   return ok ? 0 : 1;
 }

@@ -504,7 +504,10 @@ class EuclidKernel {
           } else {  // Pp += W_b^T X_b: Eigen's product with the micro-kernel of packed_gemm.hpp (its bits)
             pgemm::gemm_add<T, Eigen::ColMajor, Eigen::ColMajor>(Pp.data(), N_, Wb.data(), N_, Xn + i0, d_, N_, nb, kn);
           }
-          Gp.template selfadjointView<Eigen::Lower>().rankUpdate(Xnb.transpose());
+          if (direct_)  // the lower triangle of G += X_b^T X_b (rowgemm.hpp)
+            rowgemm::gram_lower_add<T>(Gp.data(), Gpart_.outerStride(), Xn + i0, d_, nb, kn);
+          else
+            Gp.template selfadjointView<Eigen::Lower>().rankUpdate(Xnb.transpose());
           if (need_tx) {
             Eigen::Map<const Mat> th(theta + i0 * r, nb, r);
             TXpart_.middleCols(sl * K_, kn).noalias() += th.transpose() * Xnb;

@@ -480,7 +480,7 @@ class StiefelKernel {
             // P^T (cn x N, row-major: P is column-major) += X_b^T W_b
             const rowgemm::Seg<T> ps{Xn + i0, d_, 1, Wb.data(), N_, nb};
             rowgemm::gemm<T>(Pp.data(), N_, cn, N_, &ps, 1, true);
-            Gp.template selfadjointView<Eigen::Lower>().rankUpdate(Xnb.transpose());
+            rowgemm::gram_lower_add<T>(Gp.data(), Gpart_.outerStride(), Xn + i0, d_, nb, cn);
           } else {
             // Pp += W_b^T X_b: Eigen's product with the micro-kernel of packed_gemm.hpp (its bits)
             pgemm::gemm_add<T, Eigen::ColMajor, Eigen::ColMajor>(Pp.data(), N_, Wb.data(), N_, Xn + i0, d_, N_, nb, cn);
