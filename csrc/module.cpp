@@ -21,9 +21,11 @@ PYBIND11_MODULE(QUADFAST_MODULE, m) {
   m.doc() = "quadfast C++ kernels (private; use the quadfast package)";
   m.attr("variant") = QUADFAST_STR(QUADFAST_MODULE);
   m.def("default_block", &quadfast::default_block, py::arg("d"), py::arg("N"), py::arg("batch"),
-        "quadfast::default_block (blocking.hpp)");
+        py::arg("elem_bytes") = 8, py::arg("cache_bytes") = -1, "quadfast::default_block (blocking.hpp)");
   m.def("euclid_default_block", &quadfast::euclid_default_block, py::arg("d"), py::arg("N"), py::arg("batch"),
-        "quadfast::euclid_default_block (blocking.hpp)");
+        py::arg("elem_bytes") = 8, py::arg("cache_bytes") = -1, "quadfast::euclid_default_block (blocking.hpp)");
+  m.def("last_level_cache_bytes", &quadfast::last_level_cache_bytes,
+        "quadfast::last_level_cache_bytes (blocking.hpp): the cache size the default blocks use");
   bind_rng(m);
   bind_stiefel(m);
   bind_euclid(m);

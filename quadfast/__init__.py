@@ -25,13 +25,15 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from . import qplr, reference, riccati, theory  # noqa: E402
 from .qplr import QPLR, QPLRRun  # noqa: E402
 from .radial import FinetuneResult, finetune, radial_risk  # noqa: E402
-from .stiefel import DivergenceError, StiefelSGD, Trajectory, default_block, haar_stiefel, logspace_steps  # noqa: E402
+from .stiefel import (  # noqa: E402
+    DivergenceError, StiefelSGD, Trajectory, default_block, haar_stiefel, last_level_cache_bytes, logspace_steps,
+)
 from .teacher import Teacher, power_law_coef  # noqa: E402
 from .euclid import EuclideanSGD  # noqa: E402
 from .results import load_result  # noqa: E402
 
 __all__ = [
     "Teacher", "StiefelSGD", "EuclideanSGD", "Trajectory", "DivergenceError", "logspace_steps", "haar_stiefel",
-    "default_block", "power_law_coef", "reference", "riccati", "theory", "load_result", "__version__",
+    "default_block", "last_level_cache_bytes", "power_law_coef", "reference", "riccati", "theory", "load_result", "__version__",
     "finetune", "FinetuneResult", "radial_risk", "QPLR", "QPLRRun", "qplr",
 ]

@@ -27,12 +27,13 @@ from . import _threads
 from . import _validate as V
 from .teacher import Teacher
 
-__all__ = ["StiefelSGD", "Trajectory", "DivergenceError", "logspace_steps", "haar_stiefel", "default_block"]
+__all__ = ["StiefelSGD", "Trajectory", "DivergenceError", "logspace_steps", "haar_stiefel", "default_block",
+           "last_level_cache_bytes"]
 
 
-def default_block(d: int, width: int, batch: int) -> int:
-    """Steps per block of the blocked engine (MODEL.md §3), from d, the width N and the
-    batch.
+def default_block(d: int, width: int, batch: int, dtype=np.float64, cache_bytes: int | None = None) -> int:
+    """Steps per block of the blocked engine (MODEL.md §3), from d, the width N, the batch
+    and the size of the last-level cache.
 
     A block holds ``c = block * batch`` sample columns, and the rule (``quadfast::
     default_block`` in ``csrc/include/quadfast/blocking.hpp``, which a C++ simulator can
@@ -44,13 +45,45 @@ def default_block(d: int, width: int, batch: int) -> int:
       small matrices, the set-up of its pass) are amortised over its c steps; 16 columns
       were the fastest or within 6% from width 2 to 12, and 4 columns 45-55% slower at
       widths 2 and 4 (sweeps below);
-    * ``32 <= N <= 128``: ``c = 32`` (the direct products of the AVX-512 build prefer
-      short blocks);
+    * ``32 <= N <= 128``: from the cache.  If W and a block of samples, ``d (N + 32)``
+      elements, fit in half the last-level cache: ``c = 16`` below width 64 and ``c = 24``
+      from there (a block adds about ``3 d c`` flops per step to ``6 d N``); otherwise
+      ``c = 32``, because W then streams from memory once per block (below);
     * ``N > 128``: ``c = 96``.  A block adds about ``3 d c`` flops per step to ``6 d N``
       and streams W once per ``c`` steps; between the two, 96 columns were the fastest or
       within 1% of it in all but one of the sweeps below;
 
     and ``block = max(1, c // batch)``.
+
+    ``dtype`` is W's (float64 or float32: the bytes per element) and ``cache_bytes`` the
+    cache size; ``None`` takes this machine's, :func:`quadfast.last_level_cache_bytes`
+    (Linux's reading in ``/sys/devices/system/cpu/cpu0/cache``, else Eigen's cpuid query).
+    The default block of widths 32 to 128, and with it the rounding of a run, therefore
+    depends on the machine: pass ``block=`` (the simulators record theirs in
+    ``sim.block``) or ``cache_bytes`` to reproduce a run bit for bit on another one.
+
+    **Why the cache.**  W is read and written once per block, 16 bytes per element in
+    float64 for about ``6 c`` flops: ``3 c / 8`` flops per byte, 6 at c = 16 and 12 at
+    c = 32.  One core of the 2-core AMD EPYC VM of the README (Zen 5, 32 MiB L3, 124 GFlop/s
+    FMA peak) does about 110 GFlop/s in these products and streams 9-14 GB/s from memory:
+    a balance near 10 flops per byte, so from memory 16 and 24 columns are memory-bound and
+    32 is not; from the cache the bandwidth is several times larger and fewer columns,
+    fewer flops, win.  ``benchmarks/block_sweep.py`` there, one thread, float64,
+    microseconds per step (minimum of 8-10 interleaved rounds; bold: the rule's choice
+    with its 32 MiB), 16 / 24 / 32 / 48 columns, in the cache: (4096, 32) **12.6** / 13.1
+    / 13.9 / 16.1; (4096, 48) **16.3** / 16.3 / 17.2 / 18.5; (16384, 48) **66** / 75 /
+    75.3 / 91.3; (2048, 64) 12.4 / **11.3** / 11.9 / 12.7; (4096, 64) 21.3 / **19.6** /
+    20.6 / 23.1; (16384, 64) 90 / **85.5** / 93 / 93.6; (4096, 96) 30.3 / **27.3** / 28.8 /
+    29.2; (4096, 128) 39.5 / **34.7** / 36.8 / 38.1.  Beyond it: (32768, 64) (W 16 MiB, W and
+    samples 24 MiB) 264 / 267 / **219** / 232; (65536, 64) 552 / 553 / **426** / 453;
+    (131072, 64) 1140 / 1083 / **850** / 909; (262144, 64) 2368 / 2228 / **1709** / 1904;
+    (262144, 32) 1388 / 1346 / **1210** / 1358; (131072, 128) 2119 / 1681 / **1392** /
+    1404.  Two threads: (4096, 64) 11.3 / **10.4** / 11.0 / 11.9, (65536, 64) 313 / 293 /
+    **222** / 238.  The Euclidean student, which takes this rule up to width 128: (4096,
+    64) 17.8 / **14.6** / 15.0 / 14.8, (65536, 64) 371 / 335 / **336** / 320.  On the
+    Ice Lake VM below, whose memory delivers more bytes per flop, the same choice was
+    within 2% of the best at (4096, 64) (24 columns there: 42 against 43 us); the rule
+    before this one took 32 columns at every d.
 
     Measured with ``benchmarks/block_sweep.py`` on the 2-core Ice Lake VM of the README,
     one thread, microseconds per step (minimum over 10 interleaved rounds of about 0.3 s
@@ -64,8 +97,9 @@ def default_block(d: int, width: int, batch: int) -> int:
     553 / 553 / **542** / 537.  At (8192, 4096), 32 / 64 / 96 gave 6277 / 7334 / 6571 and
     7818 / 6863 / 5941 in two runs: within the VM's noise.  The previous rule (128 or 192
     columns above N = 128) was tuned before the AVX-512 micro-kernel.  At N <= 128, with
-    the products of rowgemm.hpp: (4096, 64) 16 / 24 / 32 / 48 / 64 columns: 44 / 42 /
-    **43** / 50 / 55; (16384, 128) 32 / 64 / 128: **331** / 349 / 419.  Small problems are
+    the products of rowgemm.hpp: (4096, 64) 16 / 24 / 32 / 48 / 64 columns: 44 / **42** /
+    43 / 50 / 55; (16384, 128) 32 / 64 / 128: 331 / 349 / 419 (the rule takes 24 there,
+    not measured).  Small problems are
     blocked too: sequential kernel against blocks of 4 / 8 / 16 columns, (256, 1): 3.6
     against 1.3 / 1.4 / 1.4; (1024, 1): 16.0 against 3.7 / 3.8 / 4.4; (1024, 4): 13.6
     against 8.8 / 6.5 / 6.2.
@@ -81,23 +115,15 @@ def default_block(d: int, width: int, batch: int) -> int:
     32: 70.8 / **74.7** / 82.1; (16384, 12) 12 / 16 / 24: 98 / **85.5** / 90.  The rule
     before this one took ``c = max(4, N)`` below width 32: 45-55% slower at widths 2 and 4.
 
-    The rule does not use the cache sizes (issue 4 asks for them; this is not done).
-    From width 32 on, the operands a block streams
-    in its pass have an arithmetic intensity above one core's machine balance (about 2.5 flops per byte here:
-    50 GFlop/s against 20 GB/s from memory) wherever it lives: W is read and written once
-    per block, ``3 c / itemsize`` flops per byte (12 at c = 32 in float64); the panels
-    ``Bm`` and ``Zm`` once per row block of ``rb >= 64`` rows, ``2 rb / itemsize >= 16``;
-    the samples ``3 N / itemsize >= 48`` (at N >= 128).  Only the per-step reads of ``Bm`` and ``Zm``
-    (about ``N c itemsize`` bytes against ``6 d N`` flops) are memory-bound, below 8% of a
-    step at d = 4096 and c = 96 even from memory.  Consistently, at width 64 the best block
-    stayed 32 columns from d = 4096 (W 2 MiB, in L3: the L2 is 1.25 MiB) to d = 262144 (128 MiB; 32 / 64 / 128:
-    3.69 / 3.88 / 5.35 ms), and (4096, 1024) (W 32 MiB, in the 48 MiB L3) and (16384,
-    1024) (128 MiB) have the same optimum.  A rule that keeps an N x c panel in L2 (80
+    Above width 128 the optimum did not move with the cache: on the Ice Lake VM (L2
+    1.25 MiB, L3 48 MiB) (4096, 1024) (W 32 MiB, in L3) and (16384, 1024) (128 MiB) have
+    the same optimum.  A rule that keeps an N x c panel in L2 (80
     columns at N = 2048, 32 at N = 4096 here) was tried and measured no better.  On the
     Emerald Rapids VM, with an L2 1.6 times as large and an L3 six times as large, the
     optima above width 128 were the same 96-128 columns; the panel rule would have taken
     256 at N = 1024 there, and 192 was already 6% slower than 96.  There, with W in its
-    L2, at (2048, 64), 16 / 32 / 64 columns gave 20.1 / **19.6** / 22.9 us per step, and
+    L2, at (2048, 64), 16 / 32 / 64 columns gave 20.1 / 19.6 / 22.9 us per step (the rule
+    takes 24 there, not measured), and
     with W (512 MiB) beyond its L3, at (1048576, 64), 16.4 / **12.9** / 13.9 ms; at
     (65536, 1024) (W 512 MiB), 64 / 96 / 128: 7299 / **7325** / 7259 us, flat.  The cache sizes do enter
     the products inside a block: the packed products (above width 128 in AVX-512 builds)
@@ -108,7 +134,18 @@ def default_block(d: int, width: int, batch: int) -> int:
     d = V.positive_int(d, "d")
     width = V.positive_int(width, "width")
     batch = V.positive_int(batch, "batch")
-    return int(_core.default_block(d, width, batch))
+    itemsize = V.as_dtype(dtype).itemsize
+    cache = -1 if cache_bytes is None else V.positive_int(cache_bytes, "cache_bytes", minimum=0)
+    return int(_core.default_block(d, width, batch, itemsize, cache))
+
+
+def last_level_cache_bytes() -> int:
+    """The size in bytes of this machine's last-level cache, as :func:`default_block` uses
+    it: on Linux the highest data-holding level in ``/sys/devices/system/cpu/cpu0/cache``,
+    elsewhere Eigen's cpuid query (``quadfast::last_level_cache_bytes``; 0 if unknown)."""
+    from ._ext import core as _core
+
+    return int(_core.last_level_cache_bytes())
 
 
 _DEFAULT_TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
@@ -406,7 +443,7 @@ class StiefelSGD(_OnlineSGD):
         self.reortho_max_interval = V.positive_int(reortho_max_interval, "reortho_max_interval")
         self.reortho = bool(reortho)
         if block is None:
-            block = default_block(d, self.width, self.batch)
+            block = default_block(d, self.width, self.batch, self.dtype)
         self.block = V.positive_int(block, "block")
         self._threads = _threads.resolve(threads)
         if W0 is None:

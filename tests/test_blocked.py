@@ -1,5 +1,7 @@
 """The blocked exact engine (MODEL.md §3) against the sequential kernel and the reference."""
+import pathlib
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -151,38 +153,106 @@ def test_block_argument_validation():
     sim = qf.StiefelSGD(teacher, 4, lr=1e-3, block=4)
     with pytest.raises(ValueError, match="threads"):
         sim.threads = -1
-    assert qf.default_block(4096, 64, 1) == 32 and qf.default_block(4096, 64, 4) == 8
+    assert qf.default_block(4096, 64, 1, cache_bytes=0) == 32 and qf.default_block(4096, 64, 4, cache_bytes=0) == 8
     assert qf.default_block(4096, 64, 64) == 1
     assert qf.default_block(16, 2, 1) == 1  # d N < 64: the sequential kernel
-    assert qf.default_block(64, 64, 1) == 32 and qf.default_block(1024, 1, 1) == 4  # small problems: blocked
+    assert qf.default_block(64, 64, 1, cache_bytes=1 << 20) == 24 and qf.default_block(1024, 1, 1) == 4
     with pytest.raises(ValueError, match="width"):
         qf.default_block(4096, 0, 1)
     with pytest.raises(TypeError, match="batch"):
         qf.default_block(4096, 64, 1.5)
+    with pytest.raises(ValueError, match="cache_bytes"):
+        qf.default_block(4096, 64, 1, cache_bytes=-1)
+    with pytest.raises(TypeError, match="dtype"):
+        qf.default_block(4096, 64, 1, dtype=np.int32)
+    with pytest.raises(TypeError, match="cache_bytes"):
+        qf.euclid.default_block(4096, 64, 1, cache_bytes=2.5)
+
+
+def _cached(n):
+    """Columns of the rule from width 32 to 128 when W and a block of samples fit in half
+    the last-level cache."""
+    return 16 if n < 64 else 24
 
 
 def test_default_block_columns():
     """The rule of quadfast::default_block (blocking.hpp): c = block * batch columns, 4 at
-    width 1, max(16, width) from 2 to 31, 32 up to width 128 and 96 above, and c // batch
-    steps for a batch (at least 1); the Euclidean student's (batch 1 only) differs at width
-    1 (8 columns) and above width 128 (128 columns, 192 from width 512); the simulators
-    take them when block is None."""
-    for n, c in [(1, 4), (2, 16), (4, 16), (15, 16), (16, 16), (17, 17), (31, 31), (32, 32),
-                 (128, 32), (129, 96), (511, 96), (512, 96), (1024, 96), (4096, 96)]:
-        d = max(n, 64)
-        assert qf.default_block(d, n, 1) == c, n
-        for batch in (2, 3, 4, 32, 200):
-            assert qf.default_block(d, n, batch) == max(1, c // batch), (n, batch)
-        assert qf.euclid.default_block(d, n, 2) == 1
-        euclid_c = 8 if n == 1 else (c if n <= 128 else (128 if n < 512 else 192))
-        assert qf.euclid.default_block(d, n, 1) == euclid_c, n
+    width 1, max(16, width) from 2 to 31, from 32 to 128 32 columns out of the cache and
+    16 (below width 64) or 24 in it, 96 above, and c // batch steps for a batch (at least
+    1); the Euclidean student's (batch 1 only) differs at width 1 (8 columns) and above
+    width 128 (128 columns, 192 from width 512); the simulators take them when block is
+    None."""
+    for cache in (0, 1 << 40):  # unknown (the out-of-cache choice), and larger than any W here
+        for n, c in [(1, 4), (2, 16), (4, 16), (15, 16), (16, 16), (17, 17), (31, 31), (32, 32), (63, 32),
+                     (64, 32), (128, 32), (129, 96), (511, 96), (512, 96), (1024, 96), (4096, 96)]:
+            if cache and 32 <= n <= 128:
+                c = _cached(n)
+            d = max(n, 64)
+            assert qf.default_block(d, n, 1, cache_bytes=cache) == c, (n, cache)
+            for batch in (2, 3, 4, 32, 200):
+                assert qf.default_block(d, n, batch, cache_bytes=cache) == max(1, c // batch), (n, batch)
+            assert qf.euclid.default_block(d, n, 2, cache_bytes=cache) == 1
+            euclid_c = 8 if n == 1 else (c if n <= 128 else (128 if n < 512 else 192))
+            assert qf.euclid.default_block(d, n, 1, cache_bytes=cache) == euclid_c, n
     assert qf.euclid.default_block(16, 2, 1) == 1 and qf.euclid.default_block(8, 8, 1) == 16  # d N = 32, 64
     assert qf.default_block(63, 1, 1) == 1 and qf.euclid.default_block(63, 1, 1) == 1
     teacher = qf.Teacher.power_law(2048, 0.5, 1.0)
     assert qf.StiefelSGD(teacher, 256, lr=1e-6, dtype=np.float32).block == 96
     assert qf.StiefelSGD(teacher, 256, lr=1e-6, batch=4).block == 24
     assert qf.EuclideanSGD(teacher, 256, lr=1e-6).block == 128
-    assert qf.EuclideanSGD(teacher, 32, lr=1e-6).block == 32
+    # widths 32 to 128 take this machine's cache size, and the simulator's dtype
+    for dtype in (np.float64, np.float32):
+        assert qf.StiefelSGD(teacher, 64, lr=1e-6, dtype=dtype).block == qf.default_block(
+            2048, 64, 1, dtype, qf.last_level_cache_bytes())
+        assert qf.EuclideanSGD(teacher, 32, lr=1e-6, dtype=dtype).block == qf.euclid.default_block(
+            2048, 32, 1, cache_bytes=qf.last_level_cache_bytes(), dtype=dtype)
+
+
+@pytest.mark.parametrize("n", [32, 63, 64, 128])
+def test_default_block_cache_threshold(n):
+    """From width 32 to 128 the blocks are short (16 or 24 columns) exactly when
+    2 d (N + 32) itemsize <= the cache size, and 32 columns otherwise: float32 halves the
+    bytes; batch B takes c // B steps; None takes qf.last_level_cache_bytes()."""
+    for d, itemsize, dtype in [(4096, 8, np.float64), (65536, 8, np.float64), (65536, 4, np.float32), (1000, 8, "float64")]:
+        edge = 2 * d * (n + 32) * itemsize
+        assert qf.default_block(d, n, 1, dtype, edge) == _cached(n)
+        assert qf.default_block(d, n, 1, dtype, edge - 1) == 32
+        assert qf.default_block(d, n, 4, dtype, edge) == _cached(n) // 4
+        assert qf.default_block(d, n, 4, dtype, edge - 1) == 8
+        assert qf.euclid.default_block(d, n, 1, dtype=dtype, cache_bytes=edge) == _cached(n)
+        assert qf.euclid.default_block(d, n, 1, dtype=dtype, cache_bytes=edge - 1) == 32
+        assert qf.default_block(d, n, 1, dtype) == qf.default_block(d, n, 1, dtype, qf.last_level_cache_bytes())
+
+
+def _sysfs_last_level_cache():
+    """The highest data-holding cache level of CPU 0 in Linux's sysfs, in bytes (None if absent)."""
+    root = pathlib.Path("/sys/devices/system/cpu/cpu0/cache")
+    best = (0, None)
+    for index in sorted(root.glob("index*")):
+        try:
+            level = int((index / "level").read_text())
+            kind = (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        if kind == "Instruction":
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1], 1)
+        value = int(size.rstrip("KMG")) * scale
+        if level > best[0] and value > 0:
+            best = (level, value)
+    return best[1]
+
+
+def test_last_level_cache_bytes_reads_sysfs():
+    """qf.last_level_cache_bytes() is the largest-level data cache that Linux lists in
+    sysfs, read independently here; elsewhere it is a positive cpuid reading or 0."""
+    got = qf.last_level_cache_bytes()
+    expected = _sysfs_last_level_cache() if sys.platform.startswith("linux") else None
+    if expected is None:
+        assert got >= 0
+    else:
+        assert got == expected
 
 
 @pytest.mark.parametrize("batch,block", [(2, 2), (3, 8), (5, 4), (16, 4)])
