@@ -116,7 +116,8 @@ class EuclideanSGD(_OnlineSGD):
     block : int, optional
         Steps per block of the blocked exact engine (batch 1 only); ``block=1`` selects the
         sequential one-pass kernel.  Default: :func:`quadfast.euclid.default_block` for
-        these (d, width, batch, threads), chosen at construction.
+        these (d, width, batch, threads, dtype) and this machine's last-level cache,
+        chosen at construction.
     threads : int, optional
         Threads of the blocked engine (sampling and the passes over W).  Default: the
         environment (``QUADFAST_NUM_THREADS``, then ``OMP_NUM_THREADS``), else the CPUs

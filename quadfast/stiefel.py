@@ -62,14 +62,16 @@ def default_block(d: int, width: int, batch: int, dtype=np.float64, cache_bytes:
     depends on the machine: pass ``block=`` (the simulators record theirs in
     ``sim.block``) or ``cache_bytes`` to reproduce a run bit for bit on another one.
 
-    **Why the cache.**  W is read and written once per block, 16 bytes per element in
-    float64 for about ``6 c`` flops: ``3 c / 8`` flops per byte, 6 at c = 16 and 12 at
-    c = 32.  One core of the 2-core AMD EPYC VM of the README (Zen 5, 32 MiB L3, 124 GFlop/s
-    FMA peak) does about 110 GFlop/s in these products and streams 9-14 GB/s from memory:
-    a balance near 10 flops per byte, so from memory 16 and 24 columns are memory-bound and
-    32 is not; from the cache the bandwidth is several times larger and fewer columns,
-    fewer flops, win.  ``benchmarks/block_sweep.py`` there, one thread, float64,
-    microseconds per step (minimum of 8-10 interleaved rounds; bold: the rule's choice
+    **Why the cache.**  A block's pass reads and writes W once, and from memory that pass
+    costs more than from the cache: on the 2-core AMD EPYC VM of the README (Zen 5, 32 MiB
+    L3), going from (4096, 64) to (65536, 64) the time per row of W and step grew from 5.2
+    to 8.4 ns with 16 columns and from 5.0 to 6.5 ns with 32, about 50 ns per row and pass
+    in both (16 x 3.2, 32 x 1.5), W's 512 bytes per row at about 10 GB/s, paid once per block,
+    so short blocks pay it more often.  (NumPy's in-place add streams 58 GB/s, read and
+    write, on that core: the pass does not overlap its memory traffic with its arithmetic;
+    a software prefetch of the next row block was tried and did not help.)  In the cache
+    the extra ``3 d c`` flops of longer blocks dominate, and fewer columns win.
+    ``benchmarks/block_sweep.py`` there, one thread, float64, microseconds per step (minimum of 8-10 interleaved rounds; bold: the rule's choice
     with its 32 MiB), 16 / 24 / 32 / 48 columns, in the cache: (4096, 32) **12.6** / 13.1
     / 13.9 / 16.1; (4096, 48) **16.3** / 16.3 / 17.2 / 18.5; (16384, 48) **66** / 75 /
     75.3 / 91.3; (2048, 64) 12.4 / **11.3** / 11.9 / 12.7; (4096, 64) 21.3 / **19.6** /
@@ -411,7 +413,8 @@ class StiefelSGD(_OnlineSGD):
         carried out with matrix-matrix products and one pass over W, reproducing the
         sequential trajectory to rounding.  ``block=1`` selects the sequential kernels
         (the one-pass fused kernel for batch 1, the rank-B kernel otherwise).
-        Default: :func:`default_block`.
+        Default: :func:`default_block` for (d, width, batch, dtype) and this machine's
+        last-level cache, chosen at construction and kept by checkpoints.
     threads : int, optional
         Threads of the blocked engine (sampling and the passes over W).  Default: the
         environment (``QUADFAST_NUM_THREADS``, then ``OMP_NUM_THREADS``), else the CPUs

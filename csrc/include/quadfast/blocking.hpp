@@ -60,10 +60,11 @@ inline std::int64_t last_level_cache_bytes() {
 //                    2 and 4, and 16 the fastest or within 6% from width 2 to 12
 //   32 <= N <= 128:  from the cache size.  W and a block of samples, d (N + 32) elements,
 //                    in half the last-level cache: c = 16 below width 64 and 24 from
-//                    there.  Otherwise c = 32: W then streams from memory once per c
-//                    steps, 16 bytes per element for about 6 c flops, and fewer columns
-//                    fall below the machine balance (on the 2-core AMD EPYC VM, 32 MiB
-//                    L3, (65536, 64): 16 / 24 / 32 columns 552 / 553 / 426 us per step,
+//                    there (fewer of a block's 3 d c extra flops per step).  Otherwise
+//                    c = 32: a pass over W from memory costs more than from the cache
+//                    (about 50 ns per row of W at width 64), once per block, so short
+//                    blocks pay it more often (on the 2-core AMD EPYC VM, 32 MiB L3,
+//                    (65536, 64): 16 / 24 / 32 columns 552 / 553 / 426 us per step,
 //                    against (4096, 64): 21.3 / 19.6 / 20.6; quadfast.default_block's
 //                    docstring has the sweeps)
 //   N > 128:         c = 96: a block costs about 3 d c flops per step on top of 6 d N,
