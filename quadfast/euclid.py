@@ -69,9 +69,9 @@ def default_block(d: int, width: int, batch: int, threads: int = 1, dtype=np.flo
     width = V.positive_int(width, "width")
     batch = V.positive_int(batch, "batch")
     V.positive_int(threads, "threads")
-    itemsize = V.as_dtype(dtype).itemsize
-    cache = -1 if cache_bytes is None else V.positive_int(cache_bytes, "cache_bytes", minimum=0)
-    return int(_core.euclid_default_block(d, width, batch, itemsize, cache))
+    from .stiefel import _cache_args
+
+    return int(_core.euclid_default_block(d, width, batch, *_cache_args(dtype, cache_bytes)))
 
 
 def small_init(d: int, width: int, scale: float = DEFAULT_INIT_SCALE, seed: int = 0) -> np.ndarray:

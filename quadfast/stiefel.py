@@ -136,9 +136,13 @@ def default_block(d: int, width: int, batch: int, dtype=np.float64, cache_bytes:
     d = V.positive_int(d, "d")
     width = V.positive_int(width, "width")
     batch = V.positive_int(batch, "batch")
-    itemsize = V.as_dtype(dtype).itemsize
+    return int(_core.default_block(d, width, batch, *_cache_args(dtype, cache_bytes)))
+
+
+def _cache_args(dtype, cache_bytes):
+    """(bytes per element, cache size or -1 for this machine's) for the C++ block rules."""
     cache = -1 if cache_bytes is None else V.positive_int(cache_bytes, "cache_bytes", minimum=0)
-    return int(_core.default_block(d, width, batch, itemsize, cache))
+    return V.as_dtype(dtype).itemsize, cache
 
 
 def last_level_cache_bytes() -> int:
