@@ -92,6 +92,9 @@ class PyStiefel {
 
   void set_threads(Index n) { k_->set_threads(n); }
   Index threads() const { return k_->threads(); }
+  bool factored() const { return k_->factored(); }
+  Index formation_period() const { return k_->formation_period(); }
+  void set_factored(bool on) { k_->set_factored(on); }
 
   py::tuple get_state() const {
     const auto& s = k_->state();
@@ -130,6 +133,13 @@ void bind_one(py::module_& m, const char* name) {
       .def("draw_samples", &PyStiefel<T>::draw_samples, py::arg("t"), py::arg("out").noconvert())
       .def("set_threads", &PyStiefel<T>::set_threads, py::arg("n"))
       .def_property_readonly("threads", &PyStiefel<T>::threads)
+      .def_property_readonly("formation_period", &PyStiefel<T>::formation_period,
+                             "Steps between the formations W <- What M at absolute step multiples; "
+                             "calls ending on its multiples keep the bits of one call")
+      .def_property("factored", &PyStiefel<T>::factored, &PyStiefel<T>::set_factored,
+                    "Whether the blocked engine keeps W = What M between its passes (4 d N "
+                    "instead of 6 d N flops per step; used at widths 2..128 with d >= 16 N). "
+                    "Setting False turns it off: the same trajectory to rounding.")
       .def("get_state", &PyStiefel<T>::get_state)
       .def("set_state", &PyStiefel<T>::set_state);
 }

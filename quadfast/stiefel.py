@@ -272,6 +272,19 @@ class _OnlineSGD:
         self._kernel.set_threads(n)
         self._threads = n
 
+    @property
+    def split_period(self) -> int:
+        """Steps at whose absolute multiples a run can be split (into ``run`` or ``step``
+        calls, at record points, or by a pickle) without changing its bits.
+
+        The block for the sequential kernel (1) and the blocked engines.  Where the Stiefel
+        engine keeps W in the factored form W = What (I + D) between its passes (float64,
+        widths 2..128, d >= 16 N, block > 1), it is the formation period, the block times
+        ceil(16 N / block): W is formed at these multiples and at the end of every call.
+        Splits elsewhere change the trajectory by rounding only.
+        """
+        return int(getattr(self._kernel, "formation_period", self.block))
+
     def _advance(self, steps: int, X=None, y=None) -> None:
         if self.W.dtype != self.dtype or not self.W.flags.c_contiguous or self.W.shape != (self.teacher.d, self.width):
             raise ValueError("W: the weights were replaced by an array of another shape, dtype or layout; "
@@ -317,11 +330,13 @@ class _OnlineSGD:
             Show a progress bar (tqdm).
         chunk_seconds : float
             The kernel runs in chunks of about this length (and of at least 8 blocks)
-            between which Python handles progress and Ctrl-C.  Chunks end on block boundaries, so they never change the
-            result.  A record point inside a block (or a ``run``/``step`` call that ends
-            there) ends that block early: the trajectory is then the same to rounding
-            but not bit for bit as with other record points.  The same record points give
-            the same bits.
+            between which Python handles progress and Ctrl-C.  Chunks end on multiples
+            of ``split_period`` (the block, or the formation period of the Stiefel
+            engine's factored form), so they never change the result.  A record point
+            off these multiples (or a ``run``/``step`` call that ends there) ends a block
+            early or forms W early: the trajectory is then the same to rounding but not
+            bit for bit as with other record points.  The same record points give the
+            same bits.
 
         Returns
         -------
@@ -344,6 +359,7 @@ class _OnlineSGD:
 
             bar = tqdm(total=steps, unit="step", unit_scale=True, desc=type(self).__name__, leave=True)
         per_step = None
+        align = self.split_period
         try:
             for target, recorded in marks:
                 while self.steps_done - start < target:
@@ -353,11 +369,12 @@ class _OnlineSGD:
                     # each chunk boundary costs the blocked engine one extra product W^T X
                     # of a block (a third of a block's work): chunks of at least 8 blocks
                     n = max(n, min(remaining, _MIN_CHUNK_BLOCKS * self.block))
-                    if n < remaining and self.block > 1:
-                        # end progress chunks on block boundaries (absolute multiples of
-                        # block): then chunking never changes the trajectory
-                        end = (self.steps_done + n) // self.block * self.block
-                        n = max(end - self.steps_done, min(remaining, self.block - self.steps_done % self.block))
+                    if n < remaining and align > 1:
+                        # end progress chunks on absolute multiples of the block (of the
+                        # formation period where the Stiefel engine keeps W factored):
+                        # then chunking never changes the trajectory
+                        end = (self.steps_done + n) // align * align
+                        n = max(end - self.steps_done, min(remaining, align - self.steps_done % align))
                     t0 = _time.perf_counter()
                     self._advance(n)
                     dt = _time.perf_counter() - t0

@@ -106,14 +106,24 @@ def test_blocked_float32():
     np.testing.assert_allclose(f32.W, f64.W, rtol=0, atol=1e-4)
 
 
-def test_blocked_is_bit_identical_across_block_aligned_chunks_and_pickles():
+@pytest.mark.parametrize("width", [8, 9])
+def test_blocked_is_bit_identical_across_block_aligned_chunks_and_pickles(width):
+    """Calls ending on multiples of the formation period (the block, or 16 N rounded up
+    to blocks where W is kept factored: width 8 at d = 128) keep the bits of one call;
+    record points elsewhere on block boundaries change W by rounding only."""
     teacher = qf.Teacher.power_law(128, 0.5, 1.0, noise=0.1)
-    kw = dict(width=8, lr=0.05 / 128, seed=42, block=16)
+    kw = dict(width=width, lr=0.05 / 128, seed=42, block=16)
     a = qf.StiefelSGD(teacher, **kw)
-    a.run(3200, record=[0, 160, 1600, 3200])  # record points on block boundaries
+    period = a._kernel.formation_period
+    assert period == (128 if width == 8 else 16)
+    a.run(3200, record=[0, period, 10 * period, 3200])
     b = qf.StiefelSGD(teacher, **kw)
     b.run(3200, chunk_seconds=1e-6)  # many small progress chunks
     assert np.array_equal(a.W, b.W)
+    e = qf.StiefelSGD(teacher, **kw)
+    e.run(3200, record=[0, 160, 1616, 3200])
+    np.testing.assert_allclose(e.W, a.W, rtol=0, atol=1e-13)
+    assert width == 9 or not np.array_equal(e.W, a.W)
     # a pickle taken mid-block continues exactly as the original does
     c = qf.StiefelSGD(teacher, **kw)
     c.run(1234)
@@ -302,9 +312,11 @@ def test_threads_give_bit_identical_results(batch, frame):
         assert np.array_equal(other.W, runs[0].W)
     # and a thread count changed mid-run changes nothing either
     sim = qf.StiefelSGD(teacher, threads=1, **kw)
-    sim.run(640)  # a block boundary (block 16, or 5 at batch 3)
+    cut = 2 * sim._kernel.formation_period  # a multiple of the block (16, or 5 at batch 3)
+    assert cut < 1200
+    sim.run(cut)
     sim.threads = 2
-    sim.run(560)
+    sim.run(1200 - cut)
     assert np.array_equal(sim.W, runs[0].W)
 
 
@@ -342,3 +354,58 @@ def test_weights_start_on_a_cache_line(cls):
     before = sim.W.ctypes.data
     sim.run(2 * sim.block)
     assert sim.W.ctypes.data == before and not np.array_equal(sim.W, W0)
+
+
+@pytest.mark.parametrize("width,batch,frame,dtype", [(2, 1, "canonical", np.float64), (16, 1, "canonical", np.float64),
+                                                     (48, 1, "explicit", np.float64), (64, 2, "canonical", np.float64)])
+def test_factored_form_equals_sequential_and_unfactored(width, batch, frame, dtype):
+    """At d >= 16 N (widths 2..128, float64) the blocked engine keeps W = What (I + D)
+    between its passes (stiefel.hpp, factor_block).  Against the sequential kernel to 1e-12
+    and against the same engine with the factored form off, over runs split into
+    calls that end inside blocks; bit-identical on 1 and 2 threads; W moves."""
+    d = 1100
+    teacher = qf.Teacher.power_law(d, 0.5, 1.0, noise=0.1)
+    if frame == "explicit":
+        teacher = explicit(teacher)
+    kw = dict(width=width, lr=0.3 / d, seed=6, batch=batch)
+    seq = qf.StiefelSGD(teacher, block=1, **kw)
+    sims = [qf.StiefelSGD(teacher, block=11, dtype=dtype, threads=t, **kw) for t in (1, 2, 1)]
+    sims[2]._kernel.factored = False
+    assert [s._kernel.factored for s in sims] == [True, True, False]
+    W0 = seq.W.copy()
+    for n in (150, 37, 113):
+        for sim in [seq] + sims:
+            sim.run(n)
+    np.testing.assert_allclose(sims[0].W, seq.W, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sims[0].W, sims[2].W, rtol=0, atol=1e-12)
+    assert np.array_equal(sims[0].W, sims[1].W)
+    assert np.max(np.abs(seq.W - W0)) > 1e-3
+    assert sims[0].orth_error() < sims[0].reortho_tol
+
+
+def test_factored_form_is_off_where_it_does_not_pay():
+    """Not used below d = 16 N, at width 1 (its own column pass), sequentially or in
+    float32 (whose rounding of D would carry max|W^T W - I| past its tolerance)."""
+    t = qf.Teacher.power_law(1000, 0.5, 1.0)
+    assert not qf.StiefelSGD(t, 8, lr=1e-4, block=8, dtype=np.float32)._kernel.factored
+    assert qf.StiefelSGD(t, 62, lr=1e-4, block=8)._kernel.factored
+    assert not qf.StiefelSGD(t, 63, lr=1e-4, block=8)._kernel.factored
+    assert not qf.StiefelSGD(t, 1, lr=1e-4, block=8)._kernel.factored
+    assert not qf.StiefelSGD(t, 8, lr=1e-4, block=1)._kernel.factored
+
+
+def test_factored_form_keeps_drift_below_tolerance_at_large_steps():
+    """At lr d = 2 a step's factor along z, a (1 + 2 lr e ||z||^2), swings far from 1, so
+    M = I + D drifts from orthogonal quickly; W is then formed early (the LU's pivot
+    spread) and rounding of D is budgeted (tol / 64).  Over 60 calls of 500 steps the
+    exact max|W^T W - I| stays below tol after every call, as without the factored form."""
+    d, n = 512, 16
+    teacher = qf.Teacher.power_law(d, 0.45, 1.0, noise=0.1)
+    sim = qf.StiefelSGD(teacher, n, lr=2.0 / d, seed=3, block=16)
+    assert sim._kernel.factored
+    worst = 0.0
+    for _ in range(60):
+        sim.run(500)
+        worst = max(worst, sim.orth_error())
+    assert np.isfinite(sim.W).all()
+    assert worst < sim.reortho_tol, (worst, sim.reortho_stats)

@@ -118,9 +118,11 @@ def test_standalone_example_builds_and_learns(cpp_build):
     run = subprocess.run([str(exe), "128", "4", "60000", "0.004", "3"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
-    assert lines[0] == "d 128 width 4 block 16 threads 1"  # quadfast::default_block, as in Python
+    # quadfast::default_block, as in Python; W kept factored between passes (d >= 16 N)
+    assert lines[0] == "d 128 width 4 block 16 threads 1 factored 1"
     risks = [float(l.split()[3]) for l in lines if l.startswith("step")]
-    orth = float(lines[-1].split()[1])
+    orth = float(next(l for l in lines if l.startswith("orth_error")).split()[1])
+    assert lines[-1].endswith("us per step (advance only)")
     assert risks[0] > 0.9 and risks[-1] < 0.5 * risks[0]  # it learns
     assert orth < 1e-12
     # the same run through the Python facade: same sampler, same kernel, same numbers
@@ -138,9 +140,11 @@ def test_standalone_example_builds_and_learns(cpp_build):
     # block 1 (the C++ constructor's default): the sequential kernel, on the same samples,
     # equal to the blocked engine to rounding over a short run; bad arguments: a usage line
     args = [str(exe), "128", "4", "64", "0.004", "3", "2"]
-    short = [subprocess.run(args + [b], capture_output=True, text=True, timeout=60) for b in ("1", "0")]
-    assert [r.stdout.splitlines()[0] for r in short] == [f"d 128 width 4 block {b} threads 2" for b in (1, 16)]
+    short = [subprocess.run(args + b, capture_output=True, text=True, timeout=60)
+             for b in (["1"], ["0"], ["0", "0"])]
+    assert [r.stdout.splitlines()[0] for r in short] == [f"d 128 width 4 block {b} threads 2 factored {f}"
+                                                          for b, f in ((1, 0), (16, 1), (16, 0))]
     risk_lines = [[l for l in r.stdout.splitlines() if l.startswith("step")] for r in short]
-    assert len(risk_lines[0]) == 12 and risk_lines[0] == risk_lines[1]  # risks to 6 digits
+    assert len(risk_lines[0]) == 12 and risk_lines[0] == risk_lines[1] == risk_lines[2]  # risks to 6 digits
     bad = subprocess.run([str(exe), "128", "4", "10", "0.004", "3", "0"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "usage" in bad.stderr

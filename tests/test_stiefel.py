@@ -103,14 +103,14 @@ def test_zero_sample_changes_nothing(batch):
 @pytest.mark.parametrize("block", [None, 1], ids=["default-blocked", "sequential"])
 def test_runs_are_bit_identical_across_repeats_chunks_and_pickles(block):
     """Repeats, chunks and a pickle in the middle give the same bits: at any split point
-    for the sequential kernel, at multiples of the block for the blocked engine (the
-    default, block 16 here)."""
+    for the sequential kernel, at multiples of split_period for the blocked engine (the
+    default, block 16 here, with W factored: formation period 128)."""
     teacher = qf.Teacher.power_law(128, 0.5, 1.0, noise=0.1)
     kw = dict(width=8, lr=0.05 / 128, seed=42, block=block)
     a = qf.StiefelSGD(teacher, **kw)
     a.run(3000)
-    k = a.block
-    assert k == (1 if block == 1 else 16)
+    k = a.split_period
+    assert a.block == (1 if block == 1 else 16) and k == (1 if block == 1 else 128)
     b = qf.StiefelSGD(teacher, **kw)
     for n in (k, 999 // k * k, 1000 // k * k + k):
         b.run(n)
@@ -131,7 +131,7 @@ def test_pickle_continues_across_reorthonormalisations():
     a = qf.StiefelSGD(teacher, 4, lr=0.05 / 64, seed=1, reortho_tol=1e-14, batch=2)
     a.run(5000)
     b = qf.StiefelSGD(teacher, 4, lr=0.05 / 64, seed=1, reortho_tol=1e-14, batch=2)
-    b.run(2222 // b.block * b.block)  # a block boundary (batch 2: 8 steps per block)
+    b.run(2222 // b.split_period * b.split_period)  # batch 2: 8 steps per block, W factored: 64
     b = pickle.loads(pickle.dumps(b))
     b.run(5000 - b.steps_done)
     assert a.reortho_stats["count"] > 10
@@ -248,12 +248,14 @@ def test_empty_record_steps_without_statistics(cls):
 @pytest.mark.parametrize("cls", [qf.StiefelSGD, qf.EuclideanSGD])
 def test_run_goes_past_the_last_record_point(cls):
     """run(steps, record) runs all the steps when the last record point is earlier, to the
-    bits of a run without records (block-aligned record points)."""
+    bits of a run without records (record points on multiples of split_period)."""
     teacher = qf.Teacher.power_law(200, 0.5, 1.0)
     sims = [cls(teacher, 12, lr=2e-4, seed=3, block=4) for _ in range(2)]
-    traj = sims[0].run(700, record=[0, 40])
+    p = sims[0].split_period
+    assert p == (192 if cls is qf.StiefelSGD else 4)
+    traj = sims[0].run(700, record=[0, p])
     sims[1].run(700)
-    assert sims[0].steps_done == 700 and np.array_equal(traj.steps, [0, 40])
+    assert sims[0].steps_done == 700 and np.array_equal(traj.steps, [0, p])
     assert np.array_equal(sims[0].W, sims[1].W)
 
 

@@ -1,10 +1,15 @@
 // A simulator that uses quadfast's C++ core with no Python: Stiefel online SGD on the
 // power-law teacher in the canonical frame, printing the risk
 //   R = 1 - tr((G Lambda)^2) / tr(Lambda^2),  G = U U^T,  U = first r rows of W.
-// Usage: stiefel_example [d] [width] [steps] [lr*d] [seed] [threads] [block]
+// Usage: stiefel_example [d] [width] [steps] [lr*d] [seed] [threads] [block] [factored]
 // block 0 (the default) runs the blocked exact engine with quadfast's default block
 // (blocking.hpp), as quadfast.StiefelSGD does; block 1 is the kernel's own default, the
 // sequential one-pass kernel (at d = 16384, width 1024 about 6x slower per step).
+// factored 0 turns off the factored form W = What (I + D) of the blocked engine
+// (StiefelKernel::set_factored; on by default where it applies: widths 2..128, d >= 16 N).
+// Prints the risk after each tenth of the run, the final max|W^T W - I| with the counts
+// of drift probes and corrections, and the time per step spent in advance().
+#include <chrono>
 #include <Eigen/Dense>
 #include <cmath>
 #include <cstdio>
@@ -22,8 +27,9 @@ int main(int argc, char** argv) {
   const std::uint64_t seed = argc > 5 ? std::strtoull(argv[5], nullptr, 10) : 1;
   const Index threads = argc > 6 ? std::atol(argv[6]) : 1;
   const Index block_arg = argc > 7 ? std::atol(argv[7]) : 0;
+  const bool factored = argc > 8 ? std::atol(argv[8]) != 0 : true;
   if (d < 1 || N < 1 || N > d || steps < 0 || !(lr > 0.0) || threads < 1 || block_arg < 0) {
-    std::fprintf(stderr, "usage: stiefel_example [d] [width <= d] [steps] [lr*d > 0] [seed] [threads >= 1] [block >= 0]\n");
+    std::fprintf(stderr, "usage: stiefel_example [d] [width <= d] [steps] [lr*d > 0] [seed] [threads >= 1] [block >= 0] [factored 0/1]\n");
     return 2;
   }
   const Index block = block_arg > 0 ? block_arg : default_block(d, N, /*batch=*/1);
@@ -46,8 +52,9 @@ int main(int argc, char** argv) {
   RowMat<double> W = Q;  // row-major weights, updated in place by the kernel
 
   StiefelKernel<double> sgd(d, N, /*batch=*/1, lr, teacher, seed, OrthoPolicy{}, block, threads);
-  std::printf("d %ld width %ld block %ld threads %ld\n", static_cast<long>(d), static_cast<long>(N),
-              static_cast<long>(block), static_cast<long>(threads));
+  sgd.set_factored(factored);
+  std::printf("d %ld width %ld block %ld threads %ld factored %d\n", static_cast<long>(d), static_cast<long>(N),
+              static_cast<long>(block), static_cast<long>(threads), static_cast<int>(sgd.factored()));
   auto risk = [&]() {
     Eigen::Map<const Eigen::VectorXd> lam(coef.data(), r);
     Eigen::MatrixXd U = W.topRows(r);
@@ -56,8 +63,11 @@ int main(int argc, char** argv) {
   };
   std::printf("step 0 risk %.6f\n", risk());
   const std::int64_t chunk = steps / 10 > 0 ? steps / 10 : 1;
+  double seconds = 0.0;
   for (std::int64_t done = 0; done < steps; done += chunk) {
+    const auto t0 = std::chrono::steady_clock::now();
     const auto res = sgd.advance(W.data(), std::min(chunk, steps - done));
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!res.finite) {
       std::printf("non-finite values at step %lld\n", static_cast<long long>(sgd.state().t + 1));
       return 1;
@@ -65,6 +75,7 @@ int main(int argc, char** argv) {
     std::printf("step %lld risk %.6f\n", static_cast<long long>(sgd.state().t), risk());
   }
   const double orth = (W.transpose() * W - Eigen::MatrixXd::Identity(N, N)).cwiseAbs().maxCoeff();
-  std::printf("orth_error %.3e\n", orth);
+  std::printf("orth_error %.3e probes %lld corrections %lld\n", orth, static_cast<long long>(sgd.state().n_probe), static_cast<long long>(sgd.state().n_reortho));
+  std::printf("%.2f us per step (advance only)\n", 1e6 * seconds / static_cast<double>(steps > 0 ? steps : 1));
   return 0;
 }

@@ -170,6 +170,21 @@ class StiefelKernel {
   // Threads of the blocked engine (results do not depend on it).  The sequential kernels
   // (block == 1) run on one thread.
   Index threads() const noexcept { return threads_; }
+  // Whether the blocked engine keeps W in the factored form What M between its passes
+  // (factor_block: 4 d N instead of 6 d N flops per step), which it does where that pays:
+  // widths 2..128 outside the packed products, d >= 16 N.  set_factored(false) turns it
+  // off (the same trajectory to rounding; for tests and comparisons).  W in the caller's
+  // memory is always the plain W when advance returns.
+  bool factored() const noexcept { return fact_; }
+  // Steps between two formations W <- What M at fixed absolute step multiples (the block
+  // when the factored form is off).  A call forms W when it returns, so a run split into
+  // calls that end on multiples of this period has the same bits as one call; a call
+  // ending elsewhere changes the trajectory by rounding only.
+  Index formation_period() const noexcept { return fact_period_; }
+  void set_factored(bool on) {
+    fact_allowed_ = on;
+    if (K_blk_ > 1) setup_factored();
+  }
   void set_threads(Index n) {
     if (n < 1) throw std::invalid_argument("threads must be >= 1");
     threads_ = n;
@@ -388,6 +403,7 @@ class StiefelKernel {
     } else if (N_ > 1) {
       Zt_.resize(cap, N_);
     }
+    setup_factored();
     Tmp_.resize(cap, B_);
     Sx_.resize(cap, B_);
     GZ_.resize(B_, B_);
@@ -413,7 +429,7 @@ class StiefelKernel {
   // G (and Theta^T X for an explicit-frame teacher) of the `cn` columns of the next
   // block, whose first step is `tn`, drawing them first into Xbuf_ when `draw`.
   void pass(MapW& Wm, const T* Xa, Index ma, const T* Xn, Index cn, std::int64_t tn, bool draw, bool need_tx) {
-    if (Xa != nullptr) {
+    if (Xa != nullptr && !fact_) {
       if (direct_) {  // row-major Bm and Am (Zm, column-major, is Zm^T row-major)
         BmR_.topLeftCorner(N_, ma) = Bm_.leftCols(ma);
         AmR_.topLeftCorner(ma, ma) = Am_.topLeftCorner(ma, ma);
@@ -443,7 +459,16 @@ class StiefelKernel {
         if (Xa != nullptr) {
           StridedX Xab(Xa + i0, nb, ma, Eigen::OuterStride<>(d_));
           auto Y = Ywork_.block(0, s * cap_, nb, ma);
-          if (N_ == 1) {
+          if (fact_) {
+            // factored form: the stored rows take W_b += X_b R (R = Rt_^T, ma x N), one
+            // product instead of two (factor_block)
+            if (direct_) {
+              const rowgemm::Seg<T> ws{Xa + i0, 1, d_, Rt_.data(), N_, ma};
+              rowgemm::gemm<T>(Wb.data(), N_, nb, N_, &ws, 1, true);
+            } else {
+              Wb.noalias() += Xab * Rt_.leftCols(ma).transpose();
+            }
+          } else if (N_ == 1) {
             narrow_update(Wb.data(), Xab, Y, ma);
           } else if (direct_) {
             // Y = W_b Bm + X_b Am (row-major nb x ma in this slab's Y storage), then
@@ -496,6 +521,114 @@ class StiefelKernel {
     if (Xn == nullptr) return;
     // partial sums in slab order: independent of the thread count
     slabs::reduce_partials(Pm_, Xg_, TX_, Ppart_, Gpart_, TXpart_, n_slabs_, cap_, cn, need_tx);
+    if (fact_live_) {  // W^T X = M^T (What^T X) = What^T X + D^T (What^T X)
+      Pt_.leftCols(cn).noalias() = Mf_.transpose() * Pm_.leftCols(cn);
+      Pm_.leftCols(cn) += Pt_.leftCols(cn);
+    }
+  }
+
+  // ------------------------------------------------------------ factored form
+  // The update W <- W (I + Bm Zm^T) + X Am Zm^T of a block costs three products with W
+  // per step (P = W^T X, Y = W Bm, W += Y Zm^T: 6 d N flops).  At widths N << d the
+  // engine instead keeps W = What M between the passes of one call: the caller's memory
+  // holds What (d x N) and M (N x N) is kept here.  A block sets
+  //   M' = M (I + Bm Zm^T),   What' = What + X (Am H),   H = Zm^T M'^{-1}  (c x N),
+  // so that What' M' = What M (I + Bm Zm^T) + X Am Zm^T: the same W.  The pass does
+  // What_b += X_b (Am H), and the next block's P = W^T X is M'^T (What'^T X): 4 d N flops
+  // per step with W, plus 8 N^2 c + 2 N^3 / 3 per block on N x N matrices (M Bm, the
+  // rank-c update, an LU factorisation of M' with partial pivoting in double, H from it
+  // by two triangular solves, M'^T P).  H comes from M' itself (not from an inverse
+  // carried along), so rounding does not accumulate between What and M.  det M' / det M
+  // is the product of the steps' factors along z, for batch 1 a (1 + 2 lr e ||z||^2),
+  // which vanishes only if a step overshoots.  W is formed, W <- What M and M <- I
+  // (materialize, 2 d N^2 flops), at the end of every call (the caller sees W), before
+  // every probe or correction of W^T W - I (they read W), and when the LU's pivots span
+  // more than kFactMaxSpread (a proxy for the condition number of M, by which rounding in
+  // What is amplified in W); if they span more than 1 / kFactMinPivot, M' is not used:
+  // W is formed from M and the block is applied in the unfactored form.  Rows are
+  // multiplied independently, so the bits do not depend on the thread count.
+  static constexpr Index kFactMinRatio = 16;
+  static constexpr Index kFactPeriodWidths = 16;
+  static constexpr double kFactMaxSpread = 2;
+  static constexpr double kFactMinPivot = 1e-10;
+
+  void setup_factored() {
+    // float64 only: in float32 the rounding of D (eps max|D| per block, eps = 6e-8) and of
+    // What drove max|W^T W - I| to 1e-4 within 30000 steps at lr d = 2 (d = 512, N = 16;
+    // 1e-7 unfactored), past the 1e-5 tolerance
+    fact_ = std::is_same_v<T, double> && fact_allowed_ && N_ > 1 && !packed_ && d_ >= kFactMinRatio * N_;
+    fact_live_ = false;
+    // formation period: a multiple of the block, at least kFactPeriodWidths N steps
+    fact_period_ = fact_ ? K_blk_ * ((kFactPeriodWidths * N_ + K_blk_ - 1) / K_blk_) : K_blk_;
+    if (!fact_ || Mf_.rows() == N_) return;
+    const Index cap = cap_;
+    Mf_.setZero(N_, N_);
+    Mn_.setZero(N_, N_);
+    Md_.setIdentity(N_, N_);
+    lu_ = Eigen::PartialPivLU<Dmat>(N_);
+    MB_.resize(N_, cap);
+    Hq_.resize(N_, cap);
+    Hd_.resize(N_, cap);
+    Hd2_.resize(N_, cap);
+    Rt_.resize(N_, cap);
+    Pt_.resize(N_, cap);
+    Wmat_.resize(n_slabs_ * rb_, N_);
+  }
+
+  // Sets M' (into Mf_) and Rt_ = (Am H)^T for the first `ma` columns of the block, and
+  // fact_ill_.  Returns false, leaving M as it was, if M' is singular to working precision.
+  bool factor_block(Index ma) {
+    const auto Bv = Bm_.leftCols(ma);
+    const auto Zv = Zm_.leftCols(ma);
+    // D' = M' - I = D + M Bm Zm^T (M = I + D)
+    if (fact_live_) {
+      MB_.leftCols(ma) = Bv;
+      MB_.leftCols(ma).noalias() += Mf_ * Bv;
+      Mn_ = Mf_;
+      Mn_.noalias() += MB_.leftCols(ma) * Zv.transpose();
+    } else {
+      Mn_.noalias() = Bv * Zv.transpose();
+    }
+    Md_ = Mn_.template cast<double>();
+    Md_.diagonal().array() += 1.0;
+    lu_.compute(Md_);
+    const auto& LU = lu_.matrixLU();
+    const double umax = LU.diagonal().cwiseAbs().maxCoeff();
+    const double umin = LU.diagonal().cwiseAbs().minCoeff();
+    if (!std::isfinite(umax) || !(umin > kFactMinPivot * umax)) return false;
+    // M' = P^T L U, so M'^{-T} Zm = P^T L^{-T} U^{-T} Zm = H^T (N x ma)
+    auto Ht = Hd_.leftCols(ma);
+    Ht = Zv.template cast<double>();
+    LU.template triangularView<Eigen::Upper>().transpose().solveInPlace(Ht);
+    LU.template triangularView<Eigen::UnitLower>().transpose().solveInPlace(Ht);
+    Hd2_.leftCols(ma) = lu_.permutationP().transpose() * Ht;
+    Hq_.leftCols(ma) = Hd2_.leftCols(ma).template cast<T>();
+    Rt_.leftCols(ma).noalias() = Hq_.leftCols(ma) * Am_.topLeftCorner(ma, ma).transpose();
+    Mf_.swap(Mn_);
+    fact_live_ = true;
+    // rounding of D enters W^T W - I at about eps max|D| per block (rounding of W itself
+    // enters at about eps / sqrt(d)): W is formed before the sum reaches tol / 64
+    fact_err_ += static_cast<double>(std::numeric_limits<T>::epsilon()) * static_cast<double>(Mf_.cwiseAbs().maxCoeff());
+    fact_ill_ = umin * kFactMaxSpread < umax || fact_err_ > policy_.tol / 64;
+    return true;
+  }
+
+  // W <- What M = What + What D, D <- 0: row blocks in slabs, each row on its own (thread-count-free bits).
+  void materialize(T* W) {
+    if (!fact_live_) return;
+    MapW Wm(W, d_, N_);
+    for_slabs([&](Index s) {
+      const Index r0 = s * slab_rows_, r1 = std::min<Index>(d_, r0 + slab_rows_);
+      auto buf = Wmat_.middleRows(s * rb_, rb_);
+      for (Index i0 = r0; i0 < r1; i0 += rb_) {
+        const Index nb = std::min<Index>(rb_, r1 - i0);
+        buf.topRows(nb).noalias() = Wm.middleRows(i0, nb) * Mf_;
+        Wm.middleRows(i0, nb) += buf.topRows(nb);
+      }
+    });
+    Mf_.setZero();
+    fact_live_ = false;
+    fact_err_ = 0.0;
   }
 
   // Width 1: a row block of W is one contiguous column w, and the pass's products are
@@ -750,15 +883,34 @@ class StiefelKernel {
       const bool full = (m == k) && !failed && !probe;
       const bool more = done < steps && !failed;
       const Index kn = more ? block_len(state_.t, steps - done) : 0;
-      const T* Xn = (more && full) ? xptr(done) : nullptr;
-      if (m > 0 || Xn != nullptr) pass(Wm, m > 0 ? Xc : nullptr, m * B_, Xn, kn * B_, state_.t, draw, need_tx);
+      // Factored form: at absolute multiples of the formation period W is formed as a call
+      // boundary forms it, and the next block's P then comes from W, not fused into this
+      // pass: so calls ending on these multiples keep the bits of one call
+      const bool sched = fact_ && m > 0 && state_.t % fact_period_ == 0;
+      const T* Xn = (more && full && !sched) ? xptr(done) : nullptr;
+      bool form = false;  // factored form: W must be formed after this pass
+      if (fact_ && m > 0 && !factor_block(m * B_)) {
+        // I + S unusable: form W, then take this block in the unfactored form
+        materialize(W);
+        fact_ = false;
+        pass(Wm, Xc, m * B_, Xn, kn * B_, state_.t, draw, need_tx);
+        fact_ = true;
+      } else {
+        if (m > 0 || Xn != nullptr) pass(Wm, m > 0 ? Xc : nullptr, m * B_, Xn, kn * B_, state_.t, draw, need_tx);
+        form = fact_live_ && (fact_ill_ || sched);
+      }
+      if (failed || !more) materialize(W);
       if (failed) {
         res.finite = false;
         return res;
       }
-      bool recompute = !full && more;
+      if (form) materialize(W);  // P of the next block stays valid: W^T X = M^T What^T X
+      bool recompute = (!full || sched) && more;
       // A probe leaves W as it is (the next block's P stays valid); a correction does not.
-      if (policy_.enabled && ortho_wanted() && ortho_act(W)) recompute = more;
+      if (policy_.enabled && ortho_wanted()) {
+        materialize(W);
+        if (ortho_act(W)) recompute = more;
+      }
       if (!more) break;
       if (recompute) {
         Xn = xptr(done);
@@ -947,6 +1099,14 @@ class StiefelKernel {
   pgemm::PackedRhs<T> packBm_;
   pgemm::PackedLhs<T> packZm_;
   bool packed_ = false;
+  // factored form (factor_block)
+  bool fact_allowed_ = true, fact_ = false, fact_live_ = false, fact_ill_ = false;
+  Index fact_period_ = 1;
+  double fact_err_ = 0.0;  // bound on the rounding of D carried into W^T W - I since W was formed
+  ColMat Mf_, Mn_, MB_, Hq_, Rt_, Pt_;
+  Dmat Md_, Hd_, Hd2_;
+  Eigen::PartialPivLU<Dmat> lu_;
+  Mat Wmat_;
   Vec<T> narrow_v_;  // width 1: Am Zm^T
   T narrow_a_ = T(0);  // width 1: Bm Zm^T
   Eigen::VectorXd yblk_;
