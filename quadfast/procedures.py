@@ -276,7 +276,7 @@ def _execute_stiefel(p, *, progress=False, checkpoint=None, resume=False, chunk_
     pickle resumes bit-identically, and the rows recorded so far) and raises
     :class:`Interrupted`; ``resume=True`` continues from that file. The interrupted-and-resumed
     run equals an uninterrupted one bit for bit: the kernel is only ever split at progress
-    chunks (block boundaries) and at record points, the same in both.
+    chunks (multiples of ``sim.split_period``) and at record points, the same in both.
     """
     _, arrays, info, _ = _stiefel_session(p, progress, checkpoint, resume, chunk_seconds)
     return arrays, info

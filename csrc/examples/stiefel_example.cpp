@@ -76,6 +76,7 @@ int main(int argc, char** argv) {
   }
   const double orth = (W.transpose() * W - Eigen::MatrixXd::Identity(N, N)).cwiseAbs().maxCoeff();
   std::printf("orth_error %.3e probes %lld corrections %lld\n", orth, static_cast<long long>(sgd.state().n_probe), static_cast<long long>(sgd.state().n_reortho));
+  if (sgd.factored()) std::printf("formations %lld\n", static_cast<long long>(sgd.formations()));
   std::printf("%.2f us per step (advance only)\n", 1e6 * seconds / static_cast<double>(steps > 0 ? steps : 1));
   return 0;
 }

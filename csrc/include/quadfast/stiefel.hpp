@@ -181,6 +181,8 @@ class StiefelKernel {
   // calls that end on multiples of this period has the same bits as one call; a call
   // ending elsewhere changes the trajectory by rounding only.
   Index formation_period() const noexcept { return fact_period_; }
+  // Formations W <- What M so far (a diagnostic: not part of the checkpointed state).
+  std::int64_t formations() const noexcept { return n_formed_; }
   void set_factored(bool on) {
     fact_allowed_ = on;
     if (K_blk_ > 1) setup_factored();
@@ -363,7 +365,9 @@ class StiefelKernel {
   // rows.  Rows are split into slabs fixed by (d, c) alone; each slab accumulates partial
   // P and G, which are summed in slab order, so results are bit-identical for any number
   // of threads.  Blocks are aligned to absolute step multiples of k, so the way a run is
-  // split into calls changes nothing unless a call ends inside a block.
+  // split into calls changes nothing unless a call ends inside a block (in the factored
+  // form below: off a multiple of formation_period()).  At widths 2..128 with d >= 16 N
+  // (float64) the pass takes the factored form (factor_block).
   using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
   using StridedX = Eigen::Map<const ColMat, 0, Eigen::OuterStride<>>;
 
@@ -530,26 +534,33 @@ class StiefelKernel {
   // ------------------------------------------------------------ factored form
   // The update W <- W (I + Bm Zm^T) + X Am Zm^T of a block costs three products with W
   // per step (P = W^T X, Y = W Bm, W += Y Zm^T: 6 d N flops).  At widths N << d the
-  // engine instead keeps W = What M between the passes of one call: the caller's memory
-  // holds What (d x N) and M (N x N) is kept here.  A block sets
+  // engine instead keeps W = What M, M = I + D, between the passes of one call: the
+  // caller's memory holds What (d x N), and D and E = M^{-1} - I (N x N) are kept here.
+  // A block sets
   //   M' = M (I + Bm Zm^T),   What' = What + X (Am H),   H = Zm^T M'^{-1}  (c x N),
-  // so that What' M' = What M (I + Bm Zm^T) + X Am Zm^T: the same W.  The pass does
-  // What_b += X_b (Am H), and the next block's P = W^T X is M'^T (What'^T X): 4 d N flops
-  // per step with W, plus 8 N^2 c + 2 N^3 / 3 per block on N x N matrices (M Bm, the
-  // rank-c update, an LU factorisation of M' with partial pivoting in double, H from it
-  // by two triangular solves, M'^T P).  H comes from M' itself (not from an inverse
-  // carried along), so rounding does not accumulate between What and M.  det M' / det M
-  // is the product of the steps' factors along z, for batch 1 a (1 + 2 lr e ||z||^2),
-  // which vanishes only if a step overshoots.  W is formed, W <- What M and M <- I
-  // (materialize, 2 d N^2 flops), at the end of every call (the caller sees W), before
-  // every probe or correction of W^T W - I (they read W), and when the LU's pivots span
-  // more than kFactMaxSpread (a proxy for the condition number of M, by which rounding in
-  // What is amplified in W); if they span more than 1 / kFactMinPivot, M' is not used:
-  // W is formed from M and the block is applied in the unfactored form.  Rows are
-  // multiplied independently, so the bits do not depend on the thread count.
+  // so that What' M' = What M (I + Bm Zm^T) + X Am Zm^T: the same W.  By the Woodbury
+  // identity, with S = Zm^T Bm (c x c),
+  //   H = (I + S)^{-1} Zm^T M^{-1},   M'^{-1} = M^{-1} - Bm H,
+  // so D' = D + M Bm Zm^T and E' = E - Bm H.  The pass does What_b += X_b (Am H), and the
+  // next block's P = W^T X is M'^T (What'^T X): 4 d N flops per step with W, plus about
+  // 10 N^2 c per block on N x N matrices, all in GEMMs.  D and E are stored rather than M
+  // and M^{-1}: rounding of M's unit diagonal would enter W^T W - I at about eps per
+  // block, sqrt(d) times the rounding of W's own entries.  det(I + S) = det M' / det M is
+  // the product of the steps' factors along z (for batch 1, a (1 + 2 lr e ||z||^2)),
+  // which vanishes only if a step overshoots.  W is formed, W <- What + What D, D, E <- 0
+  // (materialize, 2 d N^2 flops), at the end of every call (the caller sees W), at
+  // absolute multiples of formation_period() (16 N steps rounded up to whole blocks),
+  // before every probe or correction of W^T W - I (they read W), when the bound
+  // (1 + ||D||_F)(1 + ||E||_F) on the condition number of M (by which rounding in What
+  // is amplified in W) passes kFactMaxCond, and when eps max|D| summed over the blocks
+  // since the last formation passes tol / 64; if one of these two is already reached after
+  // one block, the blocks up to the next multiple of the period run unfactored (at lr d of
+  // order 1 a step's W part rescales W by factors far from 1).  If I + S is singular to kFactMinPivot, W
+  // is formed from the old D and the block is applied unfactored.  Rows are multiplied
+  // independently, so the bits do not depend on the thread count.
   static constexpr Index kFactMinRatio = 16;
   static constexpr Index kFactPeriodWidths = 16;
-  static constexpr double kFactMaxSpread = 2;
+  static constexpr double kFactMaxCond = 2.0;
   static constexpr double kFactMinPivot = 1e-10;
 
   void setup_factored() {
@@ -563,15 +574,14 @@ class StiefelKernel {
     if (!fact_ || Mf_.rows() == N_) return;
     const Index cap = cap_;
     Mf_.setZero(N_, N_);
-    Mn_.setZero(N_, N_);
-    Md_.setIdentity(N_, N_);
-    lu_ = Eigen::PartialPivLU<Dmat>(N_);
+    Ei_.setZero(N_, N_);
     MB_.resize(N_, cap);
     Hq_.resize(N_, cap);
     Hd_.resize(N_, cap);
-    Hd2_.resize(N_, cap);
     Rt_.resize(N_, cap);
     Pt_.resize(N_, cap);
+    Sf_.resize(cap, cap);
+    Sd_.resize(cap, cap);
     Wmat_.resize(n_slabs_ * rb_, N_);
   }
 
@@ -580,37 +590,73 @@ class StiefelKernel {
   bool factor_block(Index ma) {
     const auto Bv = Bm_.leftCols(ma);
     const auto Zv = Zm_.leftCols(ma);
-    // D' = M' - I = D + M Bm Zm^T (M = I + D)
+    // Hq = Zm^T M^{-1} = Zm^T + Zm^T E  (c x N, as its transpose N x c)
+    auto Ht = Hd_.leftCols(ma);
+    if (fact_live_) {
+      Hq_.leftCols(ma) = Zv;
+      Hq_.leftCols(ma).noalias() += Ei_.transpose() * Zv;
+      Ht = Hq_.leftCols(ma).template cast<double>();
+    } else {
+      Ht = Zv.template cast<double>();
+    }
+    // H = (I + S)^{-1} Zm^T M^{-1} with S = Zm^T Bm (c x c): solved in double
+    Sf_.topLeftCorner(ma, ma).noalias() = Zv.transpose() * Bv;
+    auto Sd = Sd_.topLeftCorner(ma, ma);
+    Sd = Sf_.topLeftCorner(ma, ma).template cast<double>();
+    Sd.diagonal().array() += 1.0;
+    if (!solve_small(ma)) return false;
+    Hq_.leftCols(ma) = Ht.template cast<T>();
+    // D' = D + (I + D) Bm Zm^T,  E' = E - Bm H
     if (fact_live_) {
       MB_.leftCols(ma) = Bv;
       MB_.leftCols(ma).noalias() += Mf_ * Bv;
-      Mn_ = Mf_;
-      Mn_.noalias() += MB_.leftCols(ma) * Zv.transpose();
+      Mf_.noalias() += MB_.leftCols(ma) * Zv.transpose();
     } else {
-      Mn_.noalias() = Bv * Zv.transpose();
+      Mf_.noalias() = Bv * Zv.transpose();
     }
-    Md_ = Mn_.template cast<double>();
-    Md_.diagonal().array() += 1.0;
-    lu_.compute(Md_);
-    const auto& LU = lu_.matrixLU();
-    const double umax = LU.diagonal().cwiseAbs().maxCoeff();
-    const double umin = LU.diagonal().cwiseAbs().minCoeff();
-    if (!std::isfinite(umax) || !(umin > kFactMinPivot * umax)) return false;
-    // M' = P^T L U, so M'^{-T} Zm = P^T L^{-T} U^{-T} Zm = H^T (N x ma)
-    auto Ht = Hd_.leftCols(ma);
-    Ht = Zv.template cast<double>();
-    LU.template triangularView<Eigen::Upper>().transpose().solveInPlace(Ht);
-    LU.template triangularView<Eigen::UnitLower>().transpose().solveInPlace(Ht);
-    Hd2_.leftCols(ma) = lu_.permutationP().transpose() * Ht;
-    Hq_.leftCols(ma) = Hd2_.leftCols(ma).template cast<T>();
+    Ei_.noalias() -= Bv * Hq_.leftCols(ma).transpose();
     Rt_.leftCols(ma).noalias() = Hq_.leftCols(ma) * Am_.topLeftCorner(ma, ma).transpose();
-    Mf_.swap(Mn_);
     fact_live_ = true;
+    ++fact_blocks_;
     // rounding of D enters W^T W - I at about eps max|D| per block (rounding of W itself
     // enters at about eps / sqrt(d)): W is formed before the sum reaches tol / 64
     fact_err_ += static_cast<double>(std::numeric_limits<T>::epsilon()) * static_cast<double>(Mf_.cwiseAbs().maxCoeff());
-    fact_ill_ = umin * kFactMaxSpread < umax || fact_err_ > policy_.tol / 64;
+    // cond(M) <= (1 + ||D||) (1 + ||E||)
+    const double cond = (1.0 + static_cast<double>(Mf_.norm())) * (1.0 + static_cast<double>(Ei_.norm()));
+    fact_ill_ = !(cond <= kFactMaxCond) || fact_err_ > policy_.tol / 64;
     return true;
+  }
+
+  // Solves A H = Q for H (ma x N) with A = Sd_ (ma x ma, overwritten) and Q given
+  // transposed in the leading ma columns of Hd_, which then hold H^T: Gaussian
+  // elimination with partial pivoting in double, in place, no allocation.  False if a
+  // pivot is below kFactMinPivot of the largest entry (or not finite).
+  bool solve_small(Index ma) {
+    auto A = Sd_.topLeftCorner(ma, ma);
+    auto Y = Hd_.leftCols(ma);  // column k is row k of Q (then of H)
+    const double scale = A.cwiseAbs().maxCoeff();
+    if (!(scale > 0.0) || !std::isfinite(scale)) return false;
+    for (Index k = 0; k < ma; ++k) {
+      Index p;
+      const double piv = A.col(k).tail(ma - k).cwiseAbs().maxCoeff(&p);
+      p += k;
+      if (!(piv > kFactMinPivot * scale)) return false;
+      if (p != k) {
+        A.row(k).swap(A.row(p));
+        Y.col(k).swap(Y.col(p));
+      }
+      for (Index i = k + 1; i < ma; ++i) {
+        const double f = A(i, k) / A(k, k);
+        if (f == 0.0) continue;
+        A.row(i).tail(ma - k) -= f * A.row(k).tail(ma - k);
+        Y.col(i) -= f * Y.col(k);
+      }
+    }
+    for (Index k = ma - 1; k >= 0; --k) {
+      for (Index i = k + 1; i < ma; ++i) Y.col(k) -= A(k, i) * Y.col(i);
+      Y.col(k) /= A(k, k);
+    }
+    return Y.allFinite();
   }
 
   // W <- What M = What + What D, D <- 0: row blocks in slabs, each row on its own (thread-count-free bits).
@@ -627,8 +673,11 @@ class StiefelKernel {
       }
     });
     Mf_.setZero();
+    Ei_.setZero();
     fact_live_ = false;
     fact_err_ = 0.0;
+    fact_blocks_ = 0;
+    ++n_formed_;
   }
 
   // Width 1: a row block of W is one contiguous column w, and the pass's products are
@@ -840,6 +889,7 @@ class StiefelKernel {
     const std::int64_t K = K_blk_;
     const bool draw = (X == nullptr);
     const bool need_tx = (y == nullptr) && label_.view().directions != nullptr;
+    if (state_.t % fact_period_ == 0) fact_skip_ = false;
     auto block_len = [&](std::int64_t t_abs, std::int64_t left) {
       return static_cast<Index>(std::min<std::int64_t>(K - (t_abs % K), left));
     };
@@ -886,19 +936,24 @@ class StiefelKernel {
       // Factored form: at absolute multiples of the formation period W is formed as a call
       // boundary forms it, and the next block's P then comes from W, not fused into this
       // pass: so calls ending on these multiples keep the bits of one call
-      const bool sched = fact_ && m > 0 && state_.t % fact_period_ == 0;
+      const bool use = fact_ && !fact_skip_;
+      const bool sched = use && m > 0 && state_.t % fact_period_ == 0;
       const T* Xn = (more && full && !sched) ? xptr(done) : nullptr;
       bool form = false;  // factored form: W must be formed after this pass
-      if (fact_ && m > 0 && !factor_block(m * B_)) {
-        // I + S unusable: form W, then take this block in the unfactored form
+      if (fact_ && (!use || (m > 0 && !factor_block(m * B_)))) {
+        // skipping, or I + S unusable: form W, then take this block in the unfactored form
         materialize(W);
         fact_ = false;
-        pass(Wm, Xc, m * B_, Xn, kn * B_, state_.t, draw, need_tx);
+        if (m > 0 || Xn != nullptr) pass(Wm, m > 0 ? Xc : nullptr, m * B_, Xn, kn * B_, state_.t, draw, need_tx);
         fact_ = true;
       } else {
         if (m > 0 || Xn != nullptr) pass(Wm, m > 0 ? Xc : nullptr, m * B_, Xn, kn * B_, state_.t, draw, need_tx);
         form = fact_live_ && (fact_ill_ || sched);
+        // M left the bounds within one block (large steps, where the W part of a step
+        // rescales W strongly): unfactored until the next multiple of the period
+        if (form && fact_ill_ && fact_blocks_ == 1) fact_skip_ = true;
       }
+      if (fact_skip_ && state_.t % fact_period_ == 0) fact_skip_ = false;
       if (failed || !more) materialize(W);
       if (failed) {
         res.finite = false;
@@ -1102,10 +1157,12 @@ class StiefelKernel {
   // factored form (factor_block)
   bool fact_allowed_ = true, fact_ = false, fact_live_ = false, fact_ill_ = false;
   Index fact_period_ = 1;
-  double fact_err_ = 0.0;  // bound on the rounding of D carried into W^T W - I since W was formed
-  ColMat Mf_, Mn_, MB_, Hq_, Rt_, Pt_;
-  Dmat Md_, Hd_, Hd2_;
-  Eigen::PartialPivLU<Dmat> lu_;
+  double fact_err_ = 0.0;
+  Index fact_blocks_ = 0;     // blocks since W was formed
+  bool fact_skip_ = false;    // unfactored until the next multiple of the period
+  std::int64_t n_formed_ = 0;  // bound on the rounding of D carried into W^T W - I since W was formed
+  ColMat Mf_, Ei_, MB_, Hq_, Rt_, Pt_, Sf_;  // D = M - I, E = M^{-1} - I
+  Dmat Hd_, Sd_;
   Mat Wmat_;
   Vec<T> narrow_v_;  // width 1: Am Zm^T
   T narrow_a_ = T(0);  // width 1: Bm Zm^T
