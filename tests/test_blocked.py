@@ -356,6 +356,14 @@ def test_weights_start_on_a_cache_line(cls):
     assert sim.W.ctypes.data == before and not np.array_equal(sim.W, W0)
 
 
+def _factored_widths_reach(width):
+    """The factored form needs the pass's direct products at widths 32..128, which only the
+    AVX-512 extension has (elsewhere those widths take the packed products)."""
+    from quadfast import _ext
+
+    return width < 32 or "avx512" in _ext.core.__name__
+
+
 @pytest.mark.parametrize("width,batch,frame,dtype", [(2, 1, "canonical", np.float64), (16, 1, "canonical", np.float64),
                                                      (48, 1, "explicit", np.float64), (64, 2, "canonical", np.float64)])
 def test_factored_form_equals_sequential_and_unfactored(width, batch, frame, dtype):
@@ -371,7 +379,8 @@ def test_factored_form_equals_sequential_and_unfactored(width, batch, frame, dty
     seq = qf.StiefelSGD(teacher, block=1, **kw)
     sims = [qf.StiefelSGD(teacher, block=11, dtype=dtype, threads=t, **kw) for t in (1, 2, 1)]
     sims[2]._kernel.factored = False
-    assert [s._kernel.factored for s in sims] == [True, True, False]
+    on = _factored_widths_reach(width)
+    assert [s._kernel.factored for s in sims] == [on, on, False]
     W0 = seq.W.copy()
     for n in (150, 37, 113):
         for sim in [seq] + sims:
@@ -388,7 +397,8 @@ def test_factored_form_is_off_where_it_does_not_pay():
     float32 (whose rounding of D would carry max|W^T W - I| past its tolerance)."""
     t = qf.Teacher.power_law(1000, 0.5, 1.0)
     assert not qf.StiefelSGD(t, 8, lr=1e-4, block=8, dtype=np.float32)._kernel.factored
-    assert qf.StiefelSGD(t, 62, lr=1e-4, block=8)._kernel.factored
+    assert qf.StiefelSGD(t, 62, lr=1e-4, block=8)._kernel.factored == _factored_widths_reach(62)
+    assert qf.StiefelSGD(t, 16, lr=1e-4, block=8)._kernel.factored
     assert not qf.StiefelSGD(t, 63, lr=1e-4, block=8)._kernel.factored
     assert not qf.StiefelSGD(t, 1, lr=1e-4, block=8)._kernel.factored
     assert not qf.StiefelSGD(t, 8, lr=1e-4, block=1)._kernel.factored
@@ -397,8 +407,10 @@ def test_factored_form_is_off_where_it_does_not_pay():
 def test_factored_form_keeps_drift_below_tolerance_at_large_steps():
     """At lr d = 2 a step's factor along z, a (1 + 2 lr e ||z||^2), swings far from 1, so
     M = I + D drifts from orthogonal quickly; W is then formed early (the LU's pivot
-    spread) and rounding of D is budgeted (tol / 64).  Over 60 calls of 500 steps the
-    exact max|W^T W - I| stays below tol after every call, as without the factored form."""
+    bound) and rounding of D is budgeted (tol / 64), and W is probed after each formation.
+    Over 60 calls of 500 steps the exact max|W^T W - I| stays below tol after every call,
+    as without the factored form (without the probes it reached 1.5e-13 here, and 1.1e-11
+    in the baseline build)."""
     d, n = 512, 16
     teacher = qf.Teacher.power_law(d, 0.45, 1.0, noise=0.1)
     sim = qf.StiefelSGD(teacher, n, lr=2.0 / d, seed=3, block=16)

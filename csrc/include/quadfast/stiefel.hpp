@@ -317,10 +317,12 @@ class StiefelKernel {
   bool ortho_urgent() const noexcept {
     return policy_.enabled && state_.est * std::exp(state_.logbound) > policy_.tol / 2;
   }
-  bool ortho_act(T* W) {
+  // force: probe even if the growth bound does not ask for it (after a formation of the
+  // factored form, whose rounding the bound does not cover).
+  bool ortho_act(T* W, bool force = false) {
     const bool due = state_.since >= policy_.max_interval;
     if (!due) {
-      if (state_.est * std::exp(state_.logbound) <= policy_.tol / 4) return false;
+      if (!force && state_.est * std::exp(state_.logbound) <= policy_.tol / 4) return false;
       state_.est = std::max(probe_drift(W), static_cast<double>(std::numeric_limits<T>::epsilon()));
       state_.logbound = 0.0;
       ++state_.n_probe;
@@ -555,7 +557,10 @@ class StiefelKernel {
   // is amplified in W) passes kFactMaxCond, and when eps max|D| summed over the blocks
   // since the last formation passes tol / 64; if one of these two is already reached after
   // one block, the blocks up to the next multiple of the period run unfactored (at lr d of
-  // order 1 a step's W part rescales W by factors far from 1).  If I + S is singular to kFactMinPivot, W
+  // order 1 a step's W part rescales W by factors far from 1), and if that recurs, up to
+  // the next multiple of 2, 4, ..., 64 periods.  After each formation mid-call W is
+  // probed (ortho_act with force): the rounding the factored form carries is not in the
+  // growth bound of the drift control.  If I + S is singular to kFactMinPivot, W
   // is formed from the old D and the block is applied unfactored.  Rows are multiplied
   // independently, so the bits do not depend on the thread count.
   static constexpr Index kFactMinRatio = 16;
@@ -889,7 +894,7 @@ class StiefelKernel {
     const std::int64_t K = K_blk_;
     const bool draw = (X == nullptr);
     const bool need_tx = (y == nullptr) && label_.view().directions != nullptr;
-    if (state_.t % fact_period_ == 0) fact_skip_ = false;
+    if (fact_skip_ && state_.t % fact_skip_span_ == 0) fact_skip_ = false;
     auto block_len = [&](std::int64_t t_abs, std::int64_t left) {
       return static_cast<Index>(std::min<std::int64_t>(K - (t_abs % K), left));
     };
@@ -951,9 +956,16 @@ class StiefelKernel {
         form = fact_live_ && (fact_ill_ || sched);
         // M left the bounds within one block (large steps, where the W part of a step
         // rescales W strongly): unfactored until the next multiple of the period
-        if (form && fact_ill_ && fact_blocks_ == 1) fact_skip_ = true;
+        // and again, each time twice as long (up to 64 periods), while it recurs
+        if (form && fact_ill_ && fact_blocks_ == 1) {
+          fact_skip_ = true;
+          fact_skip_span_ = fact_period_ << fact_streak_;
+          fact_streak_ = std::min<Index>(fact_streak_ + 1, 6);
+        } else if (form && !fact_ill_) {
+          fact_streak_ = 0;
+        }
       }
-      if (fact_skip_ && state_.t % fact_period_ == 0) fact_skip_ = false;
+      if (fact_skip_ && state_.t % fact_skip_span_ == 0) fact_skip_ = false;
       if (failed || !more) materialize(W);
       if (failed) {
         res.finite = false;
@@ -962,9 +974,11 @@ class StiefelKernel {
       if (form) materialize(W);  // P of the next block stays valid: W^T X = M^T What^T X
       bool recompute = (!full || sched) && more;
       // A probe leaves W as it is (the next block's P stays valid); a correction does not.
-      if (policy_.enabled && ortho_wanted()) {
+      // After a formation (at a period multiple, or when M left its bounds) W is probed:
+      // the rounding carried by the factored form is not in the growth bound.
+      if (policy_.enabled && (ortho_wanted() || form)) {
         materialize(W);
-        if (ortho_act(W)) recompute = more;
+        if (ortho_act(W, form)) recompute = more;
       }
       if (!more) break;
       if (recompute) {
@@ -1159,7 +1173,8 @@ class StiefelKernel {
   Index fact_period_ = 1;
   double fact_err_ = 0.0;
   Index fact_blocks_ = 0;     // blocks since W was formed
-  bool fact_skip_ = false;    // unfactored until the next multiple of the period
+  bool fact_skip_ = false;    // unfactored until the next multiple of fact_skip_span_
+  Index fact_skip_span_ = 1, fact_streak_ = 0;
   std::int64_t n_formed_ = 0;  // bound on the rounding of D carried into W^T W - I since W was formed
   ColMat Mf_, Ei_, MB_, Hq_, Rt_, Pt_, Sf_;  // D = M - I, E = M^{-1} - I
   Dmat Hd_, Sd_;
