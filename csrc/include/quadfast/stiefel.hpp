@@ -894,7 +894,6 @@ class StiefelKernel {
     const std::int64_t K = K_blk_;
     const bool draw = (X == nullptr);
     const bool need_tx = (y == nullptr) && label_.view().directions != nullptr;
-    if (fact_skip_ && state_.t % fact_skip_span_ == 0) fact_skip_ = false;
     auto block_len = [&](std::int64_t t_abs, std::int64_t left) {
       return static_cast<Index>(std::min<std::int64_t>(K - (t_abs % K), left));
     };
@@ -944,26 +943,24 @@ class StiefelKernel {
       const bool use = fact_ && !fact_skip_;
       const bool sched = use && m > 0 && state_.t % fact_period_ == 0;
       const T* Xn = (more && full && !sched) ? xptr(done) : nullptr;
-      bool form = false;  // factored form: W must be formed after this pass
-      if (fact_ && (!use || (m > 0 && !factor_block(m * B_)))) {
-        // skipping, or I + S unusable: form W, then take this block in the unfactored form
-        materialize(W);
-        fact_ = false;
-        if (m > 0 || Xn != nullptr) pass(Wm, m > 0 ? Xc : nullptr, m * B_, Xn, kn * B_, state_.t, draw, need_tx);
-        fact_ = true;
-      } else {
-        if (m > 0 || Xn != nullptr) pass(Wm, m > 0 ? Xc : nullptr, m * B_, Xn, kn * B_, state_.t, draw, need_tx);
-        form = fact_live_ && (fact_ill_ || sched);
-        // M left the bounds within one block (large steps, where the W part of a step
-        // rescales W strongly): unfactored until the next multiple of the period
-        // and again, each time twice as long (up to 64 periods), while it recurs
-        if (form && fact_ill_ && fact_blocks_ == 1) {
-          fact_skip_ = true;
-          fact_skip_span_ = fact_period_ << fact_streak_;
-          fact_streak_ = std::min<Index>(fact_streak_ + 1, 6);
-        } else if (form && !fact_ill_) {
-          fact_streak_ = 0;
-        }
+      // this block in the factored form, unless skipping or I + S is unusable: then W is
+      // formed first and the block applied unfactored
+      const bool factor = use && m > 0 && factor_block(m * B_);
+      if (fact_ && !factor) materialize(W);
+      const bool eligible = fact_;
+      fact_ = factor;  // selects the pass's update
+      if (m > 0 || Xn != nullptr) pass(Wm, m > 0 ? Xc : nullptr, m * B_, Xn, kn * B_, state_.t, draw, need_tx);
+      fact_ = eligible;
+      const bool form = factor && (fact_ill_ || sched);  // W must be formed after this pass
+      // M left the bounds within one block (large steps, where the W part of a step
+      // rescales W strongly): unfactored until the next multiple of the period, and
+      // again, each time twice as long (up to 64 periods), while it recurs
+      if (form && fact_ill_ && fact_blocks_ == 1) {
+        fact_skip_ = true;
+        fact_skip_span_ = fact_period_ << fact_streak_;
+        fact_streak_ = std::min<Index>(fact_streak_ + 1, 6);
+      } else if (form && !fact_ill_) {
+        fact_streak_ = 0;
       }
       if (fact_skip_ && state_.t % fact_skip_span_ == 0) fact_skip_ = false;
       if (failed || !more) materialize(W);
