@@ -41,9 +41,14 @@ def _quick(request):
 
 
 def _blocks(sim, budget):
-    """Steps per call: whole blocks, at least 8, and about budget / (d N) steps."""
+    """Steps per call: whole blocks, at least 8, about budget / (d N) steps, and at least
+    ``sim.split_period``.  Where the engine keeps W factored (float64, d >= 16 N) that is
+    its formation period, 16 N steps rounded up to blocks: a call forms W when it returns
+    (2 d N^2 flops), which a long run pays once per period, and the progress chunks of
+    ``run`` end on multiples of the period.  A shorter call would time the formation
+    of every call (at (16384, 1024) the form is not used for calls under 2 N steps)."""
     d, n = sim.W.shape
-    return max(8, -(-int(budget // (d * n)) // sim.block)) * sim.block
+    return max(max(8, -(-int(budget // (d * n)) // sim.block)) * sim.block, sim.split_period)
 
 
 def _numpy_rank_one(d, n, steps):

@@ -94,6 +94,7 @@ class PyStiefel {
   Index threads() const { return k_->threads(); }
   bool factored() const { return k_->factored(); }
   Index formation_period() const { return k_->formation_period(); }
+  std::int64_t formations() const { return k_->formations(); }
   void set_factored(bool on) { k_->set_factored(on); }
 
   py::tuple get_state() const {
@@ -136,10 +137,14 @@ void bind_one(py::module_& m, const char* name) {
       .def_property_readonly("formation_period", &PyStiefel<T>::formation_period,
                              "Steps between the formations W <- What M at absolute step multiples; "
                              "calls ending on its multiples keep the bits of one call")
+      .def_property_readonly("formations", &PyStiefel<T>::formations,
+                             "Formations W <- What M so far (a diagnostic, not checkpointed)")
       .def_property("factored", &PyStiefel<T>::factored, &PyStiefel<T>::set_factored,
                     "Whether the blocked engine keeps W = What M between its passes (4 d N "
-                    "instead of 6 d N flops per step; used at widths 2..128 with d >= 16 N). "
-                    "Setting False turns it off: the same trajectory to rounding.")
+                    "instead of 6 d N flops per step; float64, widths >= 2 with d >= 16 N, for "
+                    "stretches of at least 2 N steps; in the packed products, widths above 128, "
+                    "only once set True). Setting False turns it off: the same trajectory to "
+                    "rounding.")
       .def("get_state", &PyStiefel<T>::get_state)
       .def("set_state", &PyStiefel<T>::set_state);
 }

@@ -279,8 +279,9 @@ class _OnlineSGD:
 
         The block for the sequential kernel (1) and the blocked engines.  Where the Stiefel
         engine keeps W in the factored form W = What (I + D) between its passes (float64,
-        widths 2..128, d >= 16 N, block > 1), it is the formation period, the block times
-        ceil(16 N / block): W is formed at these multiples and at the end of every call.
+        widths 2..128, d >= 16 N, block > 1; wider ones on request), it is the formation
+        period, the block times ceil(16 N / block): W is formed at these multiples and at
+        the end of every call.
         Splits elsewhere change the trajectory by rounding only.
         """
         return int(getattr(self._kernel, "formation_period", self.block))

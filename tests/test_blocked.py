@@ -356,33 +356,37 @@ def test_weights_start_on_a_cache_line(cls):
     assert sim.W.ctypes.data == before and not np.array_equal(sim.W, W0)
 
 
-def _factored_widths_reach(width):
-    """The factored form needs the pass's direct products at widths 32..128, which only the
-    AVX-512 extension has (elsewhere those widths take the packed products)."""
+def _factored_by_default(width):
+    """The factored form is on by default outside the packed products: widths 2..128 with
+    the AVX-512 extension's direct products, 2..31 elsewhere."""
     from quadfast import _ext
 
-    return width < 32 or "avx512" in _ext.core.__name__
+    return width < 32 or (width <= 128 and "avx512" in _ext.core.__name__)
 
 
-@pytest.mark.parametrize("width,batch,frame,dtype", [(2, 1, "canonical", np.float64), (16, 1, "canonical", np.float64),
-                                                     (48, 1, "explicit", np.float64), (64, 2, "canonical", np.float64)])
-def test_factored_form_equals_sequential_and_unfactored(width, batch, frame, dtype):
-    """At d >= 16 N (widths 2..128, float64) the blocked engine keeps W = What (I + D)
-    between its passes (stiefel.hpp, factor_block).  Against the sequential kernel to 1e-12
-    and against the same engine with the factored form off, over runs split into
-    calls that end inside blocks; bit-identical on 1 and 2 threads; W moves."""
-    d = 1100
+@pytest.mark.parametrize("d,width,batch,frame", [(1100, 2, 1, "canonical"), (1100, 16, 1, "canonical"),
+                                             (1100, 48, 1, "explicit"), (1100, 64, 2, "canonical"),
+                                             (2400, 144, 1, "canonical")])
+def test_factored_form_equals_sequential_and_unfactored(d, width, batch, frame):
+    """At d >= 16 N (float64) the blocked engine keeps W = What (I + D) between its passes
+    (stiefel.hpp, factor_block), over stretches of at least 2 N steps.  Against the
+    sequential kernel to 1e-12 and against the same engine with the factored form off,
+    over runs split into calls that end inside blocks, one of them too short for the
+    form; bit-identical on 1 and 2 threads; W moves.  Width 144 takes the packed products
+    (above 128 in every build, from 32 without AVX-512), where the form is on only once
+    requested (its 3 N^2 of memory)."""
     teacher = qf.Teacher.power_law(d, 0.5, 1.0, noise=0.1)
     if frame == "explicit":
         teacher = explicit(teacher)
     kw = dict(width=width, lr=0.3 / d, seed=6, batch=batch)
     seq = qf.StiefelSGD(teacher, block=1, **kw)
-    sims = [qf.StiefelSGD(teacher, block=11, dtype=dtype, threads=t, **kw) for t in (1, 2, 1)]
-    sims[2]._kernel.factored = False
-    on = _factored_widths_reach(width)
-    assert [s._kernel.factored for s in sims] == [on, on, False]
+    sims = [qf.StiefelSGD(teacher, block=11, threads=t, **kw) for t in (1, 2, 1)]
+    assert sims[0]._kernel.factored == _factored_by_default(width)
+    for s, on in zip(sims, (True, True, False)):
+        s._kernel.factored = on  # True: also in the packed products (off there by default)
+    assert [s._kernel.factored for s in sims] == [True, True, False]
     W0 = seq.W.copy()
-    for n in (150, 37, 113):
+    for n in (2 * width + 20, 37, 2 * width + 3):
         for sim in [seq] + sims:
             sim.run(n)
     np.testing.assert_allclose(sims[0].W, seq.W, rtol=0, atol=1e-12)
@@ -390,6 +394,9 @@ def test_factored_form_equals_sequential_and_unfactored(width, batch, frame, dty
     assert np.array_equal(sims[0].W, sims[1].W)
     assert np.max(np.abs(seq.W - W0)) > 1e-3
     assert sims[0].orth_error() < sims[0].reortho_tol
+    # formed at least once (at lr d = 0.3, M leaves its bounds within a few blocks, and the
+    # blocks up to the next period multiple then run unfactored); never with the form off
+    assert sims[0]._kernel.formations >= 1 and sims[2]._kernel.formations == 0
 
 
 def test_factored_form_is_off_where_it_does_not_pay():
@@ -397,11 +404,16 @@ def test_factored_form_is_off_where_it_does_not_pay():
     float32 (whose rounding of D would carry max|W^T W - I| past its tolerance)."""
     t = qf.Teacher.power_law(1000, 0.5, 1.0)
     assert not qf.StiefelSGD(t, 8, lr=1e-4, block=8, dtype=np.float32)._kernel.factored
-    assert qf.StiefelSGD(t, 62, lr=1e-4, block=8)._kernel.factored == _factored_widths_reach(62)
+    assert qf.StiefelSGD(t, 62, lr=1e-4, block=8)._kernel.factored == _factored_by_default(62)
     assert qf.StiefelSGD(t, 16, lr=1e-4, block=8)._kernel.factored
     assert not qf.StiefelSGD(t, 63, lr=1e-4, block=8)._kernel.factored
     assert not qf.StiefelSGD(t, 1, lr=1e-4, block=8)._kernel.factored
     assert not qf.StiefelSGD(t, 8, lr=1e-4, block=1)._kernel.factored
+    # the packed products (width 256 > 128): off unless requested, for its 3 N^2 of memory
+    wide = qf.StiefelSGD(qf.Teacher.power_law(4096, 0.5, 1.0), 256, lr=1e-4, block=8)
+    assert not wide._kernel.factored
+    wide._kernel.factored = True
+    assert wide._kernel.factored
 
 
 def test_factored_form_keeps_drift_below_tolerance_at_large_steps():

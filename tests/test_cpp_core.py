@@ -146,5 +146,8 @@ def test_standalone_example_builds_and_learns(cpp_build):
                                                           for b, f in ((1, 0), (16, 1), (16, 0))]
     risk_lines = [[l for l in r.stdout.splitlines() if l.startswith("step")] for r in short]
     assert len(risk_lines[0]) == 12 and risk_lines[0] == risk_lines[1] == risk_lines[2]  # risks to 6 digits
+    # steps per advance call: 64 steps in calls of 16, a risk line after each
+    calls = subprocess.run(args + ["0", "1", "16"], capture_output=True, text=True, timeout=60)
+    assert [l.split()[1] for l in calls.stdout.splitlines() if l.startswith("step")] == ["0", "16", "32", "48", "64"]
     bad = subprocess.run([str(exe), "128", "4", "10", "0.004", "3", "0"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "usage" in bad.stderr

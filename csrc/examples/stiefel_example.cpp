@@ -1,14 +1,17 @@
 // A simulator that uses quadfast's C++ core with no Python: Stiefel online SGD on the
 // power-law teacher in the canonical frame, printing the risk
 //   R = 1 - tr((G Lambda)^2) / tr(Lambda^2),  G = U U^T,  U = first r rows of W.
-// Usage: stiefel_example [d] [width] [steps] [lr*d] [seed] [threads] [block] [factored]
+// Usage: stiefel_example [d] [width] [steps] [lr*d] [seed] [threads] [block] [factored] [steps per call]
 // block 0 (the default) runs the blocked exact engine with quadfast's default block
 // (blocking.hpp), as quadfast.StiefelSGD does; block 1 is the kernel's own default, the
 // sequential one-pass kernel (at d = 16384, width 1024 about 6x slower per step).
 // factored 0 turns off the factored form W = What (I + D) of the blocked engine
-// (StiefelKernel::set_factored; on by default where it applies: widths 2..128, d >= 16 N).
-// Prints the risk after each tenth of the run, the final max|W^T W - I| with the counts
-// of drift probes and corrections, and the time per step spent in advance().
+// (StiefelKernel::set_factored; factored 1, the default here, calls set_factored(true),
+// which turns it on wherever it applies, the packed products above width 128 included:
+// float64, widths >= 2, d >= 16 N, calls of at least 2 N steps).  steps per call (default a tenth of the run)
+// sets the length of each advance() call.  Prints the risk after each call, the final
+// max|W^T W - I| with the counts of drift probes and corrections, and the time per step
+// spent in advance().
 #include <chrono>
 #include <Eigen/Dense>
 #include <cmath>
@@ -28,8 +31,10 @@ int main(int argc, char** argv) {
   const Index threads = argc > 6 ? std::atol(argv[6]) : 1;
   const Index block_arg = argc > 7 ? std::atol(argv[7]) : 0;
   const bool factored = argc > 8 ? std::atol(argv[8]) != 0 : true;
-  if (d < 1 || N < 1 || N > d || steps < 0 || !(lr > 0.0) || threads < 1 || block_arg < 0) {
-    std::fprintf(stderr, "usage: stiefel_example [d] [width <= d] [steps] [lr*d > 0] [seed] [threads >= 1] [block >= 0] [factored 0/1]\n");
+  // steps per advance call (a risk line after each): default a tenth of the run
+  const std::int64_t chunk_arg = argc > 9 ? std::atoll(argv[9]) : 0;
+  if (d < 1 || N < 1 || N > d || steps < 0 || !(lr > 0.0) || threads < 1 || block_arg < 0 || chunk_arg < 0) {
+    std::fprintf(stderr, "usage: stiefel_example [d] [width <= d] [steps] [lr*d > 0] [seed] [threads >= 1] [block >= 0] [factored 0/1] [steps per call >= 0]\n");
     return 2;
   }
   const Index block = block_arg > 0 ? block_arg : default_block(d, N, /*batch=*/1);
@@ -62,7 +67,7 @@ int main(int argc, char** argv) {
     return 1.0 - S.squaredNorm() / lam.squaredNorm();
   };
   std::printf("step 0 risk %.6f\n", risk());
-  const std::int64_t chunk = steps / 10 > 0 ? steps / 10 : 1;
+  const std::int64_t chunk = chunk_arg > 0 ? chunk_arg : (steps / 10 > 0 ? steps / 10 : 1);
   double seconds = 0.0;
   for (std::int64_t done = 0; done < steps; done += chunk) {
     const auto t0 = std::chrono::steady_clock::now();

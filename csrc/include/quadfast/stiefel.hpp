@@ -123,6 +123,7 @@ class StiefelKernel {
     WtWd_.resize(N_, N_);
     probe_r_.resize(N_, kProbe);
     probe_acc_.resize(N_, kProbe);
+    probe_mr_.resize(N_, kProbe);
     probe_v_.resize(kRowBlock, kProbe);
     state_.est = floor_drift();
   }
@@ -172,7 +173,9 @@ class StiefelKernel {
   Index threads() const noexcept { return threads_; }
   // Whether the blocked engine keeps W in the factored form What M between its passes
   // (factor_block: 4 d N instead of 6 d N flops per step), which it does where that pays:
-  // widths 2..128 outside the packed products, d >= 16 N.  set_factored(false) turns it
+  // float64, widths >= 2, d >= 16 N, over stretches of at least 2 N steps of a call; in
+  // the packed products (widths above 128 with AVX-512, from 32 without) only after
+  // set_factored(true).  set_factored(false) turns it
   // off (the same trajectory to rounding; for tests and comparisons).  W in the caller's
   // memory is always the plain W when advance returns.
   bool factored() const noexcept { return fact_; }
@@ -183,13 +186,16 @@ class StiefelKernel {
   Index formation_period() const noexcept { return fact_period_; }
   // Formations W <- What M so far (a diagnostic: not part of the checkpointed state).
   std::int64_t formations() const noexcept { return n_formed_; }
+  // set_factored(true) also turns the form on in the packed products (off by default).
   void set_factored(bool on) {
     fact_allowed_ = on;
+    fact_packed_ = on;
     if (K_blk_ > 1) setup_factored();
   }
   void set_threads(Index n) {
     if (n < 1) throw std::invalid_argument("threads must be >= 1");
     threads_ = n;
+    if (fact_ && Mf_.rows() == N_) size_materialize();
   }
 
   // Full polar re-orthonormalisation W <- W (W^T W)^{-1/2}, in double precision whatever
@@ -265,11 +271,20 @@ class StiefelKernel {
         probe_r_(j, k) = rng::normal_at(seed_ ^ 0xA5A5F00DULL, static_cast<std::uint64_t>(state_.n_probe),
                                         static_cast<std::uint64_t>(k * N_ + j));
     probe_acc_.setZero();
+    // In the factored form (W = What M, What in W's storage) W^T W R = M^T What^T What (M R):
+    // the probe reads What and does not form W
+    const bool fm = fact_live_;
+    if (fm) probe_mr_.noalias() = probe_r_ + Mf_.template cast<double>() * probe_r_;
+    const Dmat& R = fm ? probe_mr_ : probe_r_;
     for (Index i0 = 0; i0 < d_; i0 += kRowBlock) {
       const Index nb = std::min<Index>(kRowBlock, d_ - i0);
       blkd_.topRows(nb) = Wm.middleRows(i0, nb).template cast<double>();
-      probe_v_.topRows(nb).noalias() = blkd_.topRows(nb) * probe_r_;
+      probe_v_.topRows(nb).noalias() = blkd_.topRows(nb) * R;
       probe_acc_.noalias() += blkd_.topRows(nb).transpose() * probe_v_.topRows(nb);
+    }
+    if (fm) {
+      probe_mr_.noalias() = probe_acc_ + Mf_.transpose().template cast<double>() * probe_acc_;
+      probe_acc_ = probe_mr_;
     }
     probe_acc_ -= probe_r_;  // E R
     const double row2 = probe_acc_.rowwise().squaredNorm().maxCoeff() / static_cast<double>(kProbe);
@@ -330,6 +345,7 @@ class StiefelKernel {
     }
     // The probe's Frobenius-based estimate is pessimistic (by up to ~N for rounding-like
     // E): measure max|W^T W - I| exactly (O(d N^2)) and correct only if it is large.
+    materialize(W);  // the factored form (if live) is formed: W is measured and corrected
     const double drift = measure_drift(W);
     if (!due && drift <= policy_.tol / 8) {
       // an exact measurement: no rounding floor needed (the floor is for the unmeasured
@@ -368,7 +384,7 @@ class StiefelKernel {
   // P and G, which are summed in slab order, so results are bit-identical for any number
   // of threads.  Blocks are aligned to absolute step multiples of k, so the way a run is
   // split into calls changes nothing unless a call ends inside a block (in the factored
-  // form below: off a multiple of formation_period()).  At widths 2..128 with d >= 16 N
+  // form below: off a multiple of formation_period()).  At widths >= 2 with d >= 16 N
   // (float64) the pass takes the factored form (factor_block).
   using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
   using StridedX = Eigen::Map<const ColMat, 0, Eigen::OuterStride<>>;
@@ -435,7 +451,9 @@ class StiefelKernel {
   // G (and Theta^T X for an explicit-frame teacher) of the `cn` columns of the next
   // block, whose first step is `tn`, drawing them first into Xbuf_ when `draw`.
   void pass(MapW& Wm, const T* Xa, Index ma, const T* Xn, Index cn, std::int64_t tn, bool draw, bool need_tx) {
-    if (Xa != nullptr && !fact_) {
+    if (Xa != nullptr && fact_ && packed_) {
+      packZm_.pack(Rt_.data(), N_, N_, ma);  // Rt = (Am H)^T: N x ma, in Zm's packed slot
+    } else if (Xa != nullptr && !fact_) {
       if (direct_) {  // row-major Bm and Am (Zm, column-major, is Zm^T row-major)
         BmR_.topLeftCorner(N_, ma) = Bm_.leftCols(ma);
         AmR_.topLeftCorner(ma, ma) = Am_.topLeftCorner(ma, ma);
@@ -471,6 +489,8 @@ class StiefelKernel {
             if (direct_) {
               const rowgemm::Seg<T> ws{Xa + i0, 1, d_, Rt_.data(), N_, ma};
               rowgemm::gemm<T>(Wb.data(), N_, nb, N_, &ws, 1, true);
+            } else if (packed_) {  // W_b^T += Rt X_b^T, Rt packed once per block
+              packZm_.template gemm_add<Eigen::RowMajor>(Wb.data(), N_, Xa + i0, d_, nb);
             } else {
               Wb.noalias() += Xab * Rt_.leftCols(ma).transpose();
             }
@@ -528,7 +548,11 @@ class StiefelKernel {
     // partial sums in slab order: independent of the thread count
     slabs::reduce_partials(Pm_, Xg_, TX_, Ppart_, Gpart_, TXpart_, n_slabs_, cap_, cn, need_tx);
     if (fact_live_) {  // W^T X = M^T (What^T X) = What^T X + D^T (What^T X)
-      Pt_.leftCols(cn).noalias() = Mf_.transpose() * Pm_.leftCols(cn);
+      for_nn([&](Index n0, Index nb) {
+        auto pt = Pt_.block(n0, 0, nb, cn);
+        pt.setZero();
+        pgemm::gemm_add<T, Eigen::RowMajor, Eigen::ColMajor>(pt.data(), N_, Mf_.data() + n0 * N_, N_, Pm_.data(), N_, nb, N_, cn);
+      });
       Pm_.leftCols(cn) += Pt_.leftCols(cn);
     }
   }
@@ -545,14 +569,18 @@ class StiefelKernel {
   //   H = (I + S)^{-1} Zm^T M^{-1},   M'^{-1} = M^{-1} - Bm H,
   // so D' = D + M Bm Zm^T and E' = E - Bm H.  The pass does What_b += X_b (Am H), and the
   // next block's P = W^T X is M'^T (What'^T X): 4 d N flops per step with W, plus about
-  // 10 N^2 c per block on N x N matrices, all in GEMMs.  D and E are stored rather than M
+  // 10 N^2 c per block on N x N matrices, all in GEMMs (in row parts, for_nn).  In the
+  // direct products (widths <= 128 with AVX-512) the pass adds X_b R to the row-major rows
+  // as they lie; in the packed products R is packed once per block in Zm's place.  D and
+  // E are stored rather than M
   // and M^{-1}: rounding of M's unit diagonal would enter W^T W - I at about eps per
   // block, sqrt(d) times the rounding of W's own entries.  det(I + S) = det M' / det M is
   // the product of the steps' factors along z (for batch 1, a (1 + 2 lr e ||z||^2)),
   // which vanishes only if a step overshoots.  W is formed, W <- What + What D, D, E <- 0
   // (materialize, 2 d N^2 flops), at the end of every call (the caller sees W), at
   // absolute multiples of formation_period() (16 N steps rounded up to whole blocks),
-  // before every probe or correction of W^T W - I (they read W), when the bound
+  // before an exact measurement or a correction of W^T W - I (a probe, O(d N) with four
+  // vectors, reads What and applies M: W^T W R = M^T What^T What M R), when the bound
   // (1 + ||D||_F)(1 + ||E||_F) on the condition number of M (by which rounding in What
   // is amplified in W) passes kFactMaxCond, and when eps max|D| summed over the blocks
   // since the last formation passes tol / 64; if one of these two is already reached after
@@ -562,24 +590,34 @@ class StiefelKernel {
   // probed (ortho_act with force): the rounding the factored form carries is not in the
   // growth bound of the drift control.  If I + S is singular to kFactMinPivot, W
   // is formed from the old D and the block is applied unfactored.  Rows are multiplied
-  // independently, so the bits do not depend on the thread count.
+  // independently, so the bits do not depend on the thread count.  A stretch of a call up
+  // to its end or the next period multiple is started factored only if it spans at least
+  // kFactMinSegment N steps: the 2 d N - 10 N^2 flops saved per step must repay the
+  // formation's 2 d N^2 (break-even near 1.5 N steps at d = 16 N).
   static constexpr Index kFactMinRatio = 16;
   static constexpr Index kFactPeriodWidths = 16;
   static constexpr double kFactMaxCond = 2.0;
   static constexpr double kFactMinPivot = 1e-10;
+  static constexpr Index kFactMinSegment = 2;
 
   void setup_factored() {
     // float64 only: in float32 the rounding of D (eps max|D| per block, eps = 6e-8) and of
     // What drove max|W^T W - I| to 1e-4 within 30000 steps at lr d = 2 (d = 512, N = 16;
     // 1e-7 unfactored), past the 1e-5 tolerance
-    fact_ = std::is_same_v<T, double> && fact_allowed_ && N_ > 1 && !packed_ && d_ >= kFactMinRatio * N_;
+    // In the packed products (widths above 128, from 32 without AVX-512) only on request
+    // (set_factored(true)): there D, E and packed D (3 N^2, 0.19 W at d = 16 N) take the
+    // peak memory past 1.5 W plus a block of samples, and float32 stays unfactored
+    fact_ = std::is_same_v<T, double> && fact_allowed_ && N_ > 1 && d_ >= kFactMinRatio * N_ &&
+            (!packed_ || fact_packed_);
     fact_live_ = false;
     // formation period: a multiple of the block, at least kFactPeriodWidths N steps
     fact_period_ = fact_ ? K_blk_ * ((kFactPeriodWidths * N_ + K_blk_ - 1) / K_blk_) : K_blk_;
     if (!fact_ || Mf_.rows() == N_) return;
     const Index cap = cap_;
-    Mf_.setZero(N_, N_);
-    Ei_.setZero(N_, N_);
+    // D and E are zeroed where a factored stretch starts (factor_block): untouched, they
+    // take no resident memory in runs that never use the form (4 MiB at N = 512)
+    Mf_.resize(N_, N_);
+    Ei_.resize(N_, N_);
     MB_.resize(N_, cap);
     Hq_.resize(N_, cap);
     Hd_.resize(N_, cap);
@@ -587,7 +625,19 @@ class StiefelKernel {
     Pt_.resize(N_, cap);
     Sf_.resize(cap, cap);
     Sd_.resize(cap, cap);
-    Wmat_.resize(n_slabs_ * rb_, N_);
+    packD_.setup(rb_, N_, N_);
+    size_materialize();
+  }
+
+  // The N x N work of the factored form (about 10 N^2 c flops per block: 13% of a step at
+  // N = 1024, d = 16 N) runs in row parts of kNNRows rows, fixed by N alone (so the bits do
+  // not depend on the thread count), threaded from two parts on.
+  static constexpr Index kNNRows = 128;
+  template <class F>
+  void for_nn(F&& f) {
+    const Index parts = (N_ + kNNRows - 1) / kNNRows;
+    auto g = [&](Index p) { f(p * kNNRows, std::min<Index>(kNNRows, N_ - p * kNNRows)); };
+    slabs::for_each(parts, threads_, g);
   }
 
   // Sets M' (into Mf_) and Rt_ = (Am H)^T for the first `ma` columns of the block, and
@@ -595,15 +645,25 @@ class StiefelKernel {
   bool factor_block(Index ma) {
     const auto Bv = Bm_.leftCols(ma);
     const auto Zv = Zm_.leftCols(ma);
-    // Hq = Zm^T M^{-1} = Zm^T + Zm^T E  (c x N, as its transpose N x c)
-    auto Ht = Hd_.leftCols(ma);
-    if (fact_live_) {
-      Hq_.leftCols(ma) = Zv;
-      Hq_.leftCols(ma).noalias() += Ei_.transpose() * Zv;
-      Ht = Hq_.leftCols(ma).template cast<double>();
-    } else {
-      Ht = Zv.template cast<double>();
+    const bool live = fact_live_;  // otherwise D = E = 0
+    if (!live) {
+      Mf_.setZero();
+      Ei_.setZero();
     }
+    auto Ht = Hd_.leftCols(ma);
+    // Hq = Zm^T M^{-1} = Zm^T + Zm^T E (c x N, kept as its transpose N x c) into Ht (in
+    // double), MB = M Bm = Bm + D Bm; by rows of the results
+    for_nn([&](Index n0, Index nb) {
+      auto hq = Hq_.block(n0, 0, nb, ma);
+      auto mb = MB_.block(n0, 0, nb, ma);
+      hq = Zv.middleRows(n0, nb);
+      mb = Bv.middleRows(n0, nb);
+      if (live) {
+        pgemm::gemm_add<T, Eigen::RowMajor, Eigen::ColMajor>(hq.data(), N_, Ei_.data() + n0 * N_, N_, Zm_.data(), N_, nb, N_, ma);
+        pgemm::gemm_add<T, Eigen::ColMajor, Eigen::ColMajor>(mb.data(), N_, Mf_.data() + n0, N_, Bm_.data(), N_, nb, N_, ma);
+      }
+      Ht.middleRows(n0, nb) = hq.template cast<double>();
+    });
     // H = (I + S)^{-1} Zm^T M^{-1} with S = Zm^T Bm (c x c): solved in double
     Sf_.topLeftCorner(ma, ma).noalias() = Zv.transpose() * Bv;
     auto Sd = Sd_.topLeftCorner(ma, ma);
@@ -611,16 +671,12 @@ class StiefelKernel {
     Sd.diagonal().array() += 1.0;
     if (!solve_small(ma)) return false;
     Hq_.leftCols(ma) = Ht.template cast<T>();
-    // D' = D + (I + D) Bm Zm^T,  E' = E - Bm H
-    if (fact_live_) {
-      MB_.leftCols(ma) = Bv;
-      MB_.leftCols(ma).noalias() += Mf_ * Bv;
-      Mf_.noalias() += MB_.leftCols(ma) * Zv.transpose();
-    } else {
-      Mf_.noalias() = Bv * Zv.transpose();
-    }
-    Ei_.noalias() -= Bv * Hq_.leftCols(ma).transpose();
-    Rt_.leftCols(ma).noalias() = Hq_.leftCols(ma) * Am_.topLeftCorner(ma, ma).transpose();
+    // D' = D + (M Bm) Zm^T, E' = E - Bm H, Rt = (Am H)^T = H^T Am^T; by rows
+    for_nn([&](Index n0, Index nb) {
+      pgemm::gemm_add<T, Eigen::ColMajor, Eigen::RowMajor>(Mf_.data() + n0, N_, MB_.data() + n0, N_, Zm_.data(), N_, nb, ma, N_);
+      Ei_.middleRows(n0, nb).noalias() -= Bv.middleRows(n0, nb) * Hq_.leftCols(ma).transpose();
+      Rt_.block(n0, 0, nb, ma).noalias() = Hq_.block(n0, 0, nb, ma) * Am_.topLeftCorner(ma, ma).transpose();
+    });
     fact_live_ = true;
     ++fact_blocks_;
     // rounding of D enters W^T W - I at about eps max|D| per block (rounding of W itself
@@ -665,15 +721,27 @@ class StiefelKernel {
   }
 
   // W <- What M = What + What D, D <- 0: row blocks in slabs, each row on its own (thread-count-free bits).
+  // One rb x N buffer per thread of materialize (per slab it would be up to 32 of them:
+  // 8 MiB at N = 512, a sixth of W at d = 16 N).
+  void size_materialize() {
+    const Index buffers = std::max<Index>(1, std::min(threads_, n_slabs_));
+    if (Wmat_.cols() < buffers * N_) Wmat_.resize(rb_, buffers * N_);
+  }
+
   void materialize(T* W) {
     if (!fact_live_) return;
     MapW Wm(W, d_, N_);
+    packD_.pack(Mf_.data(), N_, N_, N_);  // D packed once for all row blocks
+    const Index buffers = std::max<Index>(1, std::min(threads_, n_slabs_));
+    const Index per = (n_slabs_ + buffers - 1) / buffers;
     for_slabs([&](Index s) {
       const Index r0 = s * slab_rows_, r1 = std::min<Index>(d_, r0 + slab_rows_);
-      auto buf = Wmat_.middleRows(s * rb_, rb_);
+      // slabs::for_each hands each thread one run of `per` consecutive slabs
+      auto buf = Wmat_.middleCols((s / per) * N_, N_);  // that run's rb x N, column-major
       for (Index i0 = r0; i0 < r1; i0 += rb_) {
         const Index nb = std::min<Index>(rb_, r1 - i0);
-        buf.topRows(nb).noalias() = Wm.middleRows(i0, nb) * Mf_;
+        buf.topRows(nb).setZero();
+        packD_.template gemm_add<Eigen::RowMajor>(buf.data(), rb_, Wm.data() + i0 * N_, N_, nb);  // W_b D
         Wm.middleRows(i0, nb) += buf.topRows(nb);
       }
     });
@@ -940,7 +1008,13 @@ class StiefelKernel {
       // Factored form: at absolute multiples of the formation period W is formed as a call
       // boundary forms it, and the next block's P then comes from W, not fused into this
       // pass: so calls ending on these multiples keep the bits of one call
-      const bool use = fact_ && !fact_skip_;
+      // A segment (up to the call's end or the next period multiple) is started in the
+      // factored form only if it spans at least kFactMinSegment N steps: its formation
+      // (2 d N^2 flops) must be paid back by the 2 d N - 10 N^2 saved per step.  The
+      // segments, and so the bits, are those of one call for calls split at multiples.
+      const std::int64_t t0 = state_.t - m;
+      const std::int64_t seg = std::min<std::int64_t>(steps - (done - m), fact_period_ - t0 % fact_period_);
+      const bool use = fact_ && !fact_skip_ && (fact_live_ || seg >= kFactMinSegment * N_);
       const bool sched = use && m > 0 && state_.t % fact_period_ == 0;
       const T* Xn = (more && full && !sched) ? xptr(done) : nullptr;
       // this block in the factored form, unless skipping or I + S is unusable: then W is
@@ -974,8 +1048,7 @@ class StiefelKernel {
       // After a formation (at a period multiple, or when M left its bounds) W is probed:
       // the rounding carried by the factored form is not in the growth bound.
       if (policy_.enabled && (ortho_wanted() || form)) {
-        materialize(W);
-        if (ortho_act(W, form)) recompute = more;
+        if (ortho_act(W, form)) recompute = more;  // forms W if it measures or corrects
       }
       if (!more) break;
       if (recompute) {
@@ -1166,7 +1239,7 @@ class StiefelKernel {
   pgemm::PackedLhs<T> packZm_;
   bool packed_ = false;
   // factored form (factor_block)
-  bool fact_allowed_ = true, fact_ = false, fact_live_ = false, fact_ill_ = false;
+  bool fact_allowed_ = true, fact_packed_ = false, fact_ = false, fact_live_ = false, fact_ill_ = false;
   Index fact_period_ = 1;
   double fact_err_ = 0.0;
   Index fact_blocks_ = 0;     // blocks since W was formed
@@ -1175,7 +1248,8 @@ class StiefelKernel {
   std::int64_t n_formed_ = 0;  // bound on the rounding of D carried into W^T W - I since W was formed
   ColMat Mf_, Ei_, MB_, Hq_, Rt_, Pt_, Sf_;  // D = M - I, E = M^{-1} - I
   Dmat Hd_, Sd_;
-  Mat Wmat_;
+  ColMat Wmat_;
+  pgemm::PackedRhs<T> packD_;
   Vec<T> narrow_v_;  // width 1: Am Zm^T
   T narrow_a_ = T(0);  // width 1: Bm Zm^T
   Eigen::VectorXd yblk_;
@@ -1191,7 +1265,7 @@ class StiefelKernel {
   Dvec Dw_;
   // re-orthonormalisation
   Dmat WtWd_, blkd_, blkd2_;
-  Dmat probe_r_, probe_acc_, probe_v_;
+  Dmat probe_r_, probe_acc_, probe_v_, probe_mr_;
   Eigen::SelfAdjointEigenSolver<Dmat> big_eig_;
 };
 
