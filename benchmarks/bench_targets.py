@@ -91,9 +91,18 @@ def test_extensive_width(request):
     a, b = np.random.default_rng(0).standard_normal((2, m, m))
     fns.update(reference=reference, dgemm=lambda: a @ b)
     units.update(reference=1, dgemm=2.0 * m**3)
+    # the factored form on request (off by default above width 128: its 3 N^2 of memory),
+    # in calls of one formation period from a period multiple
+    fact = _sim(d, n)
+    fact._kernel.factored = True
+    fsteps = fact.split_period
+    fact.run(fsteps)
+    fns.update(q1f=lambda: fact.run(fsteps, []))
+    units.update(q1f=fsteps)
     t = interleaved(fns, units, 1 if _quick(request) else 6)
-    for s in sims.values():
+    for s in list(sims.values()) + [fact]:
         assert s.orth_error() < s.reortho_tol
+    assert fact._kernel.formations >= 1 + (not _quick(request))
     assert np.max(np.abs(W.T @ W - np.eye(n))) < 1e-9
     gflops = 6.0 * d * n / t["q1"] / 1e9
     dgemm = 1e-9 / t["dgemm"]
@@ -105,6 +114,9 @@ def test_extensive_width(request):
     _row(f"{tag}, 1 thread: of dgemm (6 d N flops)", gflops / dgemm, 0.5,
          f"{gflops:.1f} against {dgemm:.1f} GFlop/s (NumPy {m}^3)")
     _row(f"{tag}: 2 threads vs 1", t["q1"] / t["q2"], 1.7, "same run")
+    _row(f"{tag}, 1 thread, factored form requested: vs NumPy rank-one", t["numpy"] / t["q1f"], None,
+         f"{t['q1f']:.3g} s per step, {fsteps} steps per call, {fact._kernel.formations} formations")
+    _row(f"{tag}, 1 thread: factored form requested vs default", t["q1"] / t["q1f"], None, "same run")
 
 
 def test_threads_bit_identical(request):
