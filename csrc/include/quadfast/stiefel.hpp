@@ -1280,8 +1280,8 @@ class StiefelKernel {
   bool fact_skip_ = false;    // unfactored until the next multiple of fact_skip_span_
   Index fact_skip_span_ = 1, fact_streak_ = 0;
   std::int64_t n_formed_ = 0;  // bound on the rounding of D carried into W^T W - I since W was formed
-  ColMat Mf_, Ei_, MB_, Hq_, Rt_, Pt_, Sf_;
-  Vec<T> fact_vd_, fact_ve_, fact_u_;  // power iterations for ||D||_2, ||E||_2  // D = M - I, E = M^{-1} - I
+  ColMat Mf_, Ei_, MB_, Hq_, Rt_, Pt_, Sf_;  // D = M - I, E = M^{-1} - I
+  Vec<T> fact_vd_, fact_ve_, fact_u_;       // power iterations for ||D||_2, ||E||_2
   Dmat Hd_, Sd_;
   ColMat Wmat_;
   pgemm::PackedRhs<T> packD_;
