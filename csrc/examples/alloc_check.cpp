@@ -48,7 +48,7 @@ struct Count { long allocations; long corrections; };
 
 template <class T>
 Count count_allocs(Index d, Index N, Index batch, Index block, std::int64_t steps, bool explicit_frame, Index threads,
-                   bool euclid) {
+                   bool euclid, bool factor_all = false) {
   const Index r = N;
   std::vector<T> coef(r, T(1) / std::sqrt(T(r)));
   RowMat<T> theta = RowMat<T>::Zero(d, r);
@@ -66,6 +66,7 @@ Count count_allocs(Index d, Index N, Index batch, Index block, std::int64_t step
     return Count{r.steps_done == steps ? g_count.load() : -1, 0};
   }
   StiefelKernel<T> k(d, N, batch, 1e-3 / static_cast<double>(d), tv, 7, OrthoPolicy{}, block, threads);  // default tol per precision
+  if (factor_all) k.set_factored(true);  // the factored form in the packed products too
   k.advance(W.data(), 3 * (block > 1 ? block : 1));  // warm-up: lazily initialised statics
   k.reorthonormalize(W.data());
   const long before = static_cast<long>(k.state().n_reortho);
@@ -78,13 +79,14 @@ Count count_allocs(Index d, Index N, Index batch, Index block, std::int64_t step
 
 int main(int argc, char** argv) {
   const int only = argc > 1 ? std::atoi(argv[1]) : -1;  // run one case (for debugging)
-  struct Case { const char* name; Index d, N, batch, block; bool expl; bool f32; Index threads; bool euclid = false; };
+  struct Case { const char* name; Index d, N, batch, block; bool expl; bool f32; Index threads; bool euclid = false; bool factor_all = false; };
   const Case cases[] = {
       {"sequential", 512, 32, 1, 1, false, false, 1},       {"sequential_explicit", 512, 32, 1, 1, true, false, 1},
       {"batch4", 512, 32, 4, 1, false, false, 1},           {"blocked_k32", 512, 32, 1, 32, false, false, 1},
       {"blocked_k64_N256", 2048, 256, 1, 64, false, false, 1}, {"blocked_k32_f32", 512, 32, 1, 32, false, true, 1},
       {"blocked_batch4_k8_explicit", 1024, 32, 4, 8, true, false, 1},
       {"blocked_k32_threads2", 2048, 64, 1, 32, false, false, 2},
+      {"blocked_k32_N160_factored_packed_threads2", 2560, 160, 1, 32, false, false, 2, false, true},
       {"euclid_sequential", 512, 32, 1, 1, false, false, 1, true},
       {"euclid_batch4", 512, 32, 4, 1, true, false, 1, true},
       {"euclid_blocked_k32", 2048, 64, 1, 32, false, false, 1, true},
@@ -97,7 +99,7 @@ int main(int argc, char** argv) {
     if (++idx, only >= 0 && idx != only) continue;
     const std::int64_t steps = 500;
     const Count n = c.f32 ? count_allocs<float>(c.d, c.N, c.batch, c.block, steps, c.expl, c.threads, c.euclid)
-                          : count_allocs<double>(c.d, c.N, c.batch, c.block, steps, c.expl, c.threads, c.euclid);
+                          : count_allocs<double>(c.d, c.N, c.batch, c.block, steps, c.expl, c.threads, c.euclid, c.factor_all);
     std::printf("%s steps=%lld allocations=%ld corrections=%ld\n", c.name, static_cast<long long>(steps),
                 n.allocations, n.corrections);
     ok = ok && n.allocations >= 0 && n.allocations <= 16 * n.corrections;

@@ -274,7 +274,10 @@ class StiefelKernel {
     // In the factored form (W = What M, What in W's storage) W^T W R = M^T What^T What (M R):
     // the probe reads What and does not form W
     const bool fm = fact_live_;
-    if (fm) probe_mr_.noalias() = probe_r_ + Mf_.template cast<double>() * probe_r_;
+    if (fm) {  // (in two statements: a product inside a sum would be a temporary)
+      probe_mr_ = probe_r_;
+      probe_mr_.noalias() += Mf_.template cast<double>() * probe_r_;
+    }
     const Dmat& R = fm ? probe_mr_ : probe_r_;
     for (Index i0 = 0; i0 < d_; i0 += kRowBlock) {
       const Index nb = std::min<Index>(kRowBlock, d_ - i0);
@@ -283,7 +286,8 @@ class StiefelKernel {
       probe_acc_.noalias() += blkd_.topRows(nb).transpose() * probe_v_.topRows(nb);
     }
     if (fm) {
-      probe_mr_.noalias() = probe_acc_ + Mf_.transpose().template cast<double>() * probe_acc_;
+      probe_mr_ = probe_acc_;
+      probe_mr_.noalias() += Mf_.transpose().template cast<double>() * probe_acc_;
       probe_acc_ = probe_mr_;
     }
     probe_acc_ -= probe_r_;  // E R
