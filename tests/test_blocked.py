@@ -399,6 +399,25 @@ def test_factored_form_equals_sequential_and_unfactored(d, width, batch, frame):
     assert sims[0]._kernel.formations >= 1 and sims[2]._kernel.formations == 0
 
 
+def test_factored_form_follows_thread_changes_made_while_it_is_off():
+    """The formation's buffers (one per thread) follow sim.threads also when the form is
+    off at the time: on, off, 1 -> 2 threads, on again, the run gives the bits of a run
+    on two threads throughout (bits do not depend on the thread count)."""
+    d, n = 2400, 144
+    teacher = qf.Teacher.power_law(d, 0.5, 1.0)
+    kw = dict(lr=1e-3 / d, seed=2, block=12)
+    a, b = qf.StiefelSGD(teacher, n, threads=1, **kw), qf.StiefelSGD(teacher, n, threads=2, **kw)
+    a._kernel.factored = True
+    a._kernel.factored = False
+    a.threads = 2
+    a._kernel.factored = True
+    b._kernel.factored = True
+    for s in (a, b):
+        s.run(3 * n)
+    assert a._kernel.formations >= 1
+    assert np.array_equal(a.W, b.W)
+
+
 def test_factored_form_is_off_where_it_does_not_pay():
     """Not used below d = 16 N, at width 1 (its own column pass), sequentially or in
     float32 (whose rounding of D would carry max|W^T W - I| past its tolerance)."""

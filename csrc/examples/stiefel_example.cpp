@@ -8,7 +8,8 @@
 // factored 0 turns off the factored form W = What (I + D) of the blocked engine
 // (StiefelKernel::set_factored; factored 1, the default here, calls set_factored(true),
 // which turns it on wherever it applies, the packed products above width 128 included:
-// float64, widths >= 2, d >= 16 N, calls of at least 2 N steps).  steps per call (default a tenth of the run)
+// float64, widths >= 2, d >= 16 N, stretches of at least 2 N steps up to the call's end
+// or the next multiple of formation_period()).  steps per call (default a tenth of the run)
 // sets the length of each advance() call.  Prints the risk after each call, the final
 // max|W^T W - I| with the counts of drift probes and corrections, and the time per step
 // spent in advance().

@@ -195,7 +195,7 @@ class StiefelKernel {
   void set_threads(Index n) {
     if (n < 1) throw std::invalid_argument("threads must be >= 1");
     threads_ = n;
-    if (fact_ && Mf_.rows() == N_) size_materialize();
+    if (Mf_.rows() == N_) size_materialize();  // the form's buffers exist (on or off now)
   }
 
   // Full polar re-orthonormalisation W <- W (W^T W)^{-1/2}, in double precision whatever
@@ -621,7 +621,11 @@ class StiefelKernel {
     fact_live_ = false;
     // formation period: a multiple of the block, at least kFactPeriodWidths N steps
     fact_period_ = fact_ ? K_blk_ * ((kFactPeriodWidths * N_ + K_blk_ - 1) / K_blk_) : K_blk_;
-    if (!fact_ || Mf_.rows() == N_) return;
+    if (!fact_) return;
+    if (Mf_.rows() == N_) {  // allocated before: the thread count may have changed since
+      size_materialize();
+      return;
+    }
     const Index cap = cap_;
     // D and E are zeroed where a factored stretch starts (factor_block): untouched, they
     // take no resident memory in runs that never use the form (4 MiB at N = 512)
@@ -719,7 +723,11 @@ class StiefelKernel {
       fact_u_.noalias() = A * v;
       v.noalias() = A.transpose() * fact_u_;
       s2 = static_cast<double>(v.norm());
-      if (!(s2 > 0.0) || !std::isfinite(s2)) return s2 == 0.0 ? 0.0 : std::numeric_limits<double>::infinity();
+      if (!(s2 > 0.0) || !std::isfinite(s2)) {
+        const double est = s2 == 0.0 ? 0.0 : std::numeric_limits<double>::infinity();
+        reset_power();  // v is no longer a usable start
+        return est;
+      }
       v /= static_cast<T>(s2);
     }
     return std::sqrt(s2);
