@@ -552,7 +552,8 @@ class StiefelKernel {
     // partial sums in slab order: independent of the thread count
     slabs::reduce_partials(Pm_, Xg_, TX_, Ppart_, Gpart_, TXpart_, n_slabs_, cap_, cn, need_tx);
     if (fact_live_) {  // W^T X = M^T (What^T X) = What^T X + D^T (What^T X)
-      for_nn([&](Index n0, Index nb) {
+      for_parts([&](Index p) {  // rows of the results, as in small_step_b
+        const Index n0 = p * part_rows_, nb = std::min<Index>(part_rows_, N_ - n0);
         auto pt = Pt_.block(n0, 0, nb, cn);
         pt.setZero();
         pgemm::gemm_add<T, Eigen::RowMajor, Eigen::ColMajor>(pt.data(), N_, Mf_.data() + n0 * N_, N_, Pm_.data(), N_, nb, N_, cn);
@@ -573,7 +574,7 @@ class StiefelKernel {
   //   H = (I + S)^{-1} Zm^T M^{-1},   M'^{-1} = M^{-1} - Bm H,
   // so D' = D + M Bm Zm^T and E' = E - Bm H.  The pass does What_b += X_b (Am H), and the
   // next block's P = W^T X is M'^T (What'^T X): 4 d N flops per step with W, plus about
-  // 10 N^2 c per block on N x N matrices, all in GEMMs (in row parts, for_nn).  In the
+  // 10 N^2 c per block on N x N matrices, all in GEMMs (in the row parts of for_parts).  In the
   // direct products (widths <= 128 with AVX-512) the pass adds X_b R to the row-major rows
   // as they lie; in the packed products R is packed once per block in Zm's place.  D and
   // E are stored rather than M
@@ -646,16 +647,6 @@ class StiefelKernel {
     size_materialize();
   }
 
-  // The N x N work of the factored form (about 10 N^2 c flops per block: 13% of a step at
-  // N = 1024, d = 16 N) runs in row parts of kNNRows rows, fixed by N alone (so the bits do
-  // not depend on the thread count), threaded from two parts on.
-  static constexpr Index kNNRows = 128;
-  template <class F>
-  void for_nn(F&& f) {
-    const Index parts = (N_ + kNNRows - 1) / kNNRows;
-    auto g = [&](Index p) { f(p * kNNRows, std::min<Index>(kNNRows, N_ - p * kNNRows)); };
-    slabs::for_each(parts, threads_, g);
-  }
 
   // Sets M' (into Mf_) and Rt_ = (Am H)^T for the first `ma` columns of the block, and
   // fact_ill_.  Returns false, leaving M as it was, if M' is singular to working precision.
@@ -670,7 +661,8 @@ class StiefelKernel {
     auto Ht = Hd_.leftCols(ma);
     // Hq = Zm^T M^{-1} = Zm^T + Zm^T E (c x N, kept as its transpose N x c) into Ht (in
     // double), MB = M Bm = Bm + D Bm; by rows of the results
-    for_nn([&](Index n0, Index nb) {
+    for_parts([&](Index p) {  // rows of the results, as in small_step_b
+      const Index n0 = p * part_rows_, nb = std::min<Index>(part_rows_, N_ - n0);
       auto hq = Hq_.block(n0, 0, nb, ma);
       auto mb = MB_.block(n0, 0, nb, ma);
       hq = Zv.middleRows(n0, nb);
@@ -689,7 +681,8 @@ class StiefelKernel {
     if (!solve_small(ma)) return false;
     Hq_.leftCols(ma) = Ht.template cast<T>();
     // D' = D + (M Bm) Zm^T, E' = E - Bm H, Rt = (Am H)^T = H^T Am^T; by rows
-    for_nn([&](Index n0, Index nb) {
+    for_parts([&](Index p) {  // rows of the results, as in small_step_b
+      const Index n0 = p * part_rows_, nb = std::min<Index>(part_rows_, N_ - n0);
       pgemm::gemm_add<T, Eigen::ColMajor, Eigen::RowMajor>(Mf_.data() + n0, N_, MB_.data() + n0, N_, Zm_.data(), N_, nb, ma, N_);
       Ei_.middleRows(n0, nb).noalias() -= Bv.middleRows(n0, nb) * Hq_.leftCols(ma).transpose();
       Rt_.block(n0, 0, nb, ma).noalias() = Hq_.block(n0, 0, nb, ma) * Am_.topLeftCorner(ma, ma).transpose();
@@ -790,9 +783,7 @@ class StiefelKernel {
         Wm.middleRows(i0, nb) += buf.topRows(nb);
       }
     });
-    Mf_.setZero();
-    Ei_.setZero();
-    reset_power();
+    reset_power();  // D and E are zeroed where the next factored stretch starts
     fact_live_ = false;
     fact_err_ = 0.0;
     fact_blocks_ = 0;
