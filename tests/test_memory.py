@@ -59,7 +59,8 @@ SCRIPT = textwrap.dedent("""
 def test_peak_memory_within_one_and_a_half_W_plus_a_sample_block(d, n, dtype, batch, threads, factored, tmp_path):
     """At (8192, 512) the calls (2 blocks) are too short for the factored form; at
     (16384, 1024) it is requested and runs (calls of 2 N steps): its D, E and packed D
-    (3 N^2, 24 MiB) fit there, and not at (8192, 512) (59.5 MiB against 54.0, README)."""
+    (3 N^2, 24 MiB) fit there, and not at (8192, 512) (58.9 MiB against 54.0,
+    benchmarks/memory_peak.py)."""
     # run outside the checkout, so that the installed package is imported
     run = subprocess.run([sys.executable, "-c", SCRIPT, str(d), str(n), dtype, str(batch), str(threads),
                           "1" if factored else "0"],
