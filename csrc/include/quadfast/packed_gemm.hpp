@@ -235,9 +235,10 @@ inline void gemm_add(T* C, Index ldc, const T* A, Index lda, const T* B, Index l
 //              (A a row block of W, in storage order Eigen::RowMajor);
 //   Side::Lhs: A (rows x depth), for C (rows x m) += A B (depth x m) with m <= cols
 //              (B the transpose of a column-major row-block product: Eigen::RowMajor).
-// The packed operand is column-major with leading dimension ld.  setup() fixes the
-// blocking for the largest shape (rows, depth, cols) and allocates; pack() then accepts
-// any smaller depth and outer size (cols for Rhs, rows for Lhs) and allocates nothing.
+// The packed operand is stored in order `SrcOrder` (column-major unless told) with leading
+// dimension ld.  setup() fixes the blocking for the largest shape (rows, depth, cols) and
+// allocates; pack() then accepts any smaller depth and outer size (cols for Rhs, rows for
+// Lhs) and allocates nothing.
 enum class Side { Lhs, Rhs };
 
 template <class T, Side S>
@@ -247,18 +248,19 @@ class Packed {
     blk_ = blocking<T>(rows, cols, depth);
     buf_.resize(S == Side::Rhs ? packed_size(depth, blk_.kc, cols, blk_.nc) : packed_size(rows, blk_.mc, depth, blk_.kc));
   }
+  template <int SrcOrder = Eigen::ColMajor>
   void pack(const T* M, Index ld, Index outer, Index depth) {
     outer_ = outer;
     depth_ = depth;
-    const ConstMapper<T, Eigen::ColMajor> src(M, ld);
+    const ConstMapper<T, SrcOrder> src(M, ld);
     if constexpr (S == Side::Rhs) {
-      PackRhs<T, Eigen::ColMajor> pack_rhs;
+      PackRhs<T, SrcOrder> pack_rhs;
       eigen_assert(packed_size(depth, blk_.kc, outer, blk_.nc) <= buf_.size());
       for_panels(depth, blk_.kc, outer, blk_.nc, [&](Index k2, Index kc, Index j2, Index nc, Index off) {
         pack_rhs(buf_.data() + off, src.getSubMapper(k2, j2), kc, nc);
       });
     } else {
-      PackLhs<T, Eigen::ColMajor> pack_lhs;
+      PackLhs<T, SrcOrder> pack_lhs;
       eigen_assert(packed_size(outer, blk_.mc, depth, blk_.kc) <= buf_.size());
       for_panels(outer, blk_.mc, depth, blk_.kc, [&](Index i2, Index mc, Index k2, Index kc, Index off) {
         pack_lhs(buf_.data() + off, src.getSubMapper(i2, k2), kc, mc);
