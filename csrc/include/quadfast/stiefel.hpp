@@ -643,7 +643,8 @@ class StiefelKernel {
     Pt_.resize(N_, cap);
     Sf_.resize(cap, cap);
     Sd_.resize(cap, cap);
-    packD_.setup(N_, N_, rb_);  // D^T as the lhs of (W_b D)^T = D^T W_b^T
+    form_rows_ = std::min<Index>(rb_, kFormRows);
+    packD_.setup(N_, N_, form_rows_);  // D^T as the lhs of (W_b D)^T = D^T W_b^T
     size_materialize();
   }
 
@@ -759,11 +760,15 @@ class StiefelKernel {
   }
 
   // W <- What M = What + What D, D <- 0: row blocks in slabs, each row on its own (thread-count-free bits).
-  // One N x rb buffer per thread of materialize (per slab it would be up to 32 of them:
-  // 8 MiB at N = 512, a sixth of W at d = 16 N).
+  // One N x form_rows_ buffer per thread of materialize (per slab it would be up to 32 of
+  // them: 8 MiB at N = 512, a sixth of W at d = 16 N).  The formation runs in pieces of at
+  // most kFormRows rows of a row block: each row of W is formed on its own, so the pieces
+  // change no sum, and the buffer and the product's packed W_b^T (on the stack) are 64 KiB
+  // each at N = 64 rather than 256 KiB (rb = 512 there).
+  static constexpr Index kFormRows = 128;
   void size_materialize() {
     const Index buffers = std::max<Index>(1, std::min(threads_, n_slabs_));
-    if (Wmat_.rows() != N_ || Wmat_.cols() < buffers * rb_) Wmat_.resize(N_, buffers * rb_);
+    if (Wmat_.rows() != N_ || Wmat_.cols() < buffers * form_rows_) Wmat_.resize(N_, buffers * form_rows_);
   }
 
   void materialize(T* W) {
@@ -775,13 +780,13 @@ class StiefelKernel {
     for_slabs([&](Index s) {
       const Index r0 = s * slab_rows_, r1 = std::min<Index>(d_, r0 + slab_rows_);
       // slabs::for_each hands each thread one run of `per` consecutive slabs
-      // that run's N x rb, column-major: (W_b D)^T = D^T W_b^T, so that its columns are the
+      // that run's N x form_rows_, column-major: (W_b D)^T = D^T W_b^T, so that its columns are the
       // rows of W_b D and the sum below runs in W's own row-major order (with an rb x N
       // column-major buffer, the sum read it with stride rb: 3.8% of the (4096, 64) step,
       // perf on the 2-core Zen 5 VM)
-      T* buf = Wmat_.data() + (s / per) * rb_ * N_;
-      for (Index i0 = r0; i0 < r1; i0 += rb_) {
-        const Index nb = std::min<Index>(rb_, r1 - i0);
+      T* buf = Wmat_.data() + (s / per) * form_rows_ * N_;
+      for (Index i0 = r0; i0 < r1; i0 += form_rows_) {
+        const Index nb = std::min<Index>(form_rows_, r1 - i0);
         Eigen::Map<Vec<T>>(buf, nb * N_).setZero();
         packD_.template gemm_add<Eigen::ColMajor>(buf, N_, Wm.data() + i0 * N_, N_, nb);  // D^T W_b^T
         Eigen::Map<Vec<T>>(Wm.data() + i0 * N_, nb * N_) += Eigen::Map<const Vec<T>>(buf, nb * N_);
@@ -1291,6 +1296,7 @@ class StiefelKernel {
   Vec<T> fact_vd_, fact_ve_, fact_u_;       // power iterations for ||D||_2, ||E||_2
   Dmat Hd_, Sd_;
   ColMat Wmat_;
+  Index form_rows_ = 0;  // rows per piece of a formation (materialize)
   pgemm::PackedLhs<T> packD_;
   Vec<T> narrow_v_;  // width 1: Am Zm^T
   T narrow_a_ = T(0);  // width 1: Bm Zm^T
