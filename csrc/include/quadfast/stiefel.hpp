@@ -628,6 +628,8 @@ class StiefelKernel {
       return;
     }
     const Index cap = cap_;
+    // rows per piece of a formation, set first (materialize relies on it)
+    form_rows_ = std::max<Index>(1, std::min<Index>({rb_, kFormRows, kFormStackBytes / (N_ * Index(sizeof(T)))}));
     // D and E are zeroed where a factored stretch starts (factor_block): untouched, they
     // take no resident memory in runs that never use the form (4 MiB at N = 512)
     Mf_.resize(N_, N_);
@@ -643,7 +645,6 @@ class StiefelKernel {
     Pt_.resize(N_, cap);
     Sf_.resize(cap, cap);
     Sd_.resize(cap, cap);
-    form_rows_ = std::min<Index>(rb_, kFormRows);
     packD_.setup(N_, N_, form_rows_);  // D^T as the lhs of (W_b D)^T = D^T W_b^T
     size_materialize();
   }
@@ -764,8 +765,11 @@ class StiefelKernel {
   // them: 8 MiB at N = 512, a sixth of W at d = 16 N).  The formation runs in pieces of at
   // most kFormRows rows of a row block: each row of W is formed on its own, so the pieces
   // change no sum, and the buffer and the product's packed W_b^T (on the stack) are 64 KiB
-  // each at N = 64 rather than 256 KiB (rb = 512 there).
+  // each at N = 64 rather than 256 KiB (rb = 512 there).  The packed W_b^T (N x rows) is
+  // also kept within kFormStackBytes, under EIGEN_STACK_ALLOCATION_LIMIT (1 MiB), so that
+  // it never moves to the heap: 64 rows at N = 1024, 32 at 2048.
   static constexpr Index kFormRows = 128;
+  static constexpr Index kFormStackBytes = Index(1) << 19;
   void size_materialize() {
     const Index buffers = std::max<Index>(1, std::min(threads_, n_slabs_));
     if (Wmat_.rows() != N_ || Wmat_.cols() < buffers * form_rows_) Wmat_.resize(N_, buffers * form_rows_);
