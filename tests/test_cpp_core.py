@@ -90,8 +90,10 @@ def test_packed_products_equal_eigen_bit_for_bit(cpp_build, variant):
     times sqrt(depth)), leave C's row padding alone, and give the same bits row by row as
     for all rows at once; so do their Gram sums G += X^T X (8 shapes: the lower triangle
     against the reference within 4 eps sqrt(depth) of the terms' summed sizes, the rest of G untouched, and a trailing
-    block of columns with the same bits as all of them).  Baseline build, and the AVX-512 build (where both kernels are
-    quadfast's own) where the CPU has AVX-512."""
+    block of columns with the same bits as all of them).  The formation's product (D^T packed from the column-major D
+    read as row-major, times W_b^T as it lies; 5 shapes) gives Eigen's bits for `C += D^T W_b^T` and, transposed,
+    W_b D to 1e-13 (float64) or 1e-5 (float32) times sqrt(N).  Baseline build, and the AVX-512 build (where both
+    kernels are quadfast's own) where the CPU has AVX-512."""
     targets = _isa_targets("packed_gemm_check")
     if variant == "avx512" and len(targets) == 1:
         pytest.skip("this CPU has no AVX-512")
@@ -102,8 +104,10 @@ def test_packed_products_equal_eigen_bit_for_bit(cpp_build, variant):
     other = [r for r in rows if r[0] in ("gemm", "gebp")]
     direct = [r for r in rows if r[0] == "rowgemm"]
     gram = [r for r in rows if r[0] == "rowgram"]
-    assert len(packed) == 16 and len(other) == 32 and len(direct) == 24 and len(gram) == 16 and len(rows) == 88, (
-        run.stdout + run.stderr)
+    form = [r for r in rows if r[0] == "formation"]
+    assert (len(packed) == 16 and len(other) == 32 and len(direct) == 24 and len(gram) == 16 and len(form) == 10
+            and len(rows) == 98), run.stdout + run.stderr
+    assert all(r[-2:] == ["identical=1", "close=1"] for r in form), run.stdout
     assert all(r[-2:] == ["close=1", "split_identical=1"] for r in direct), run.stdout
     assert all(r[-2:] == ["close=1", "sub_identical=1"] for r in gram), run.stdout
     for row in packed:

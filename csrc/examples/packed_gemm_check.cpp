@@ -16,7 +16,8 @@
 // then "gemm <dtype> rows depth cols identical=<0|1>" and
 // "gebp <dtype> rows depth cols identical=<0|1>" and
 // "rowgemm <dtype> m n K1 K2 close=<0|1> split_identical=<0|1>" and
-// "rowgram <dtype> m n close=<0|1> sub_identical=<0|1>"; exit status 0 iff all are ok.
+// "rowgram <dtype> m n close=<0|1> sub_identical=<0|1>" and
+// "formation <dtype> N nb identical=<0|1> close=<0|1>"; exit status 0 iff all are ok.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -103,6 +104,35 @@ bool check_gemm(Eigen::Index rows, Eigen::Index depth, Eigen::Index cols, unsign
   std::printf("gemm %s %ld %ld %ld identical=%d\n", sizeof(T) == 8 ? "float64" : "float32", static_cast<long>(rows),
               static_cast<long>(depth), static_cast<long>(cols), same ? 1 : 0);
   return same;
+}
+
+// The formation's product (StiefelKernel::materialize): D^T packed once as the lhs from
+// the column-major D read as a row-major D^T (Packed::pack<RowMajor>), times W_b^T (the
+// row-major row block as it lies), against Eigen's `C += D^T W_b^T`, bit for bit; and
+// column r of the result against row r of W_b D in float64.
+template <class T>
+bool check_formation(Eigen::Index N, Eigen::Index nb, unsigned seed) {
+  using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+  Filler<T> fill{std::mt19937_64(seed)};
+  ColMat D(N, N);
+  RowMat W(nb, N);
+  fill(D);
+  fill(W);
+  ColMat C0 = ColMat::Zero(N, nb);
+  C0.noalias() += D.transpose() * W.transpose();
+  quadfast::pgemm::PackedLhs<T> pd;
+  pd.setup(N, N, nb);
+  pd.template pack<Eigen::RowMajor>(D.data(), N, N, N);
+  ColMat C1 = ColMat::Zero(N, nb);
+  pd.template gemm_add<Eigen::ColMajor>(C1.data(), N, W.data(), N, nb);
+  const bool same = std::memcmp(C0.data(), C1.data(), sizeof(T) * C0.size()) == 0;
+  const Eigen::MatrixXd ref = W.template cast<double>() * D.template cast<double>();  // nb x N
+  const double err = (C1.transpose().template cast<double>() - ref).cwiseAbs().maxCoeff() / std::sqrt(static_cast<double>(N));
+  const bool close = err < (sizeof(T) == 8 ? 1e-13 : 1e-5);
+  std::printf("formation %s %ld %ld identical=%d close=%d\n", sizeof(T) == 8 ? "float64" : "float32",
+              static_cast<long>(N), static_cast<long>(nb), same ? 1 : 0, close ? 1 : 0);
+  return same && close;
 }
 
 // The micro-kernel against Eigen's gebp on the same packed panels (one panel each).
@@ -265,6 +295,12 @@ int main() {
   for (const auto& g : gram) {
     ok = check_gram<double>(g[0], g[1], seed++) && ok;
     ok = check_gram<float>(g[0], g[1], seed++) && ok;
+  }
+  // the formation's shapes: N = 64 in 128-row pieces, N = 1024 in 64-row pieces, remainders
+  const long fshapes[][2] = {{64, 128}, {64, 37}, {1024, 64}, {160, 128}, {33, 5}};
+  for (const auto& f : fshapes) {
+    ok = check_formation<double>(f[0], f[1], seed++) && ok;
+    ok = check_formation<float>(f[0], f[1], seed++) && ok;
   }
   return ok ? 0 : 1;
 }
