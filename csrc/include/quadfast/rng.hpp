@@ -112,25 +112,22 @@ inline double minus_two_log(double u) noexcept {
 // exp(t) for t in [-700, 0]: t = k ln2 + q with k = round(t / ln2), |q| <= ln2 / 2 (ln2 split
 // in a 32-bit head and a tail, so k ln2_hi is exact); Taylor series of e^q to q^13
 // (truncation < 5e-18 relative); times 2^k through the exponent field.
+// (The AVX-512 slow path evaluates the same steps lane by lane: Avx512::exp_nonpositive8.)
+namespace expc {
+inline constexpr double kShifter = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
+inline constexpr double kInvLn2 = 1.4426950408889634;
+inline constexpr double kLn2Hi = 6.93147180369123816490e-01, kLn2Lo = 1.90821492927058770002e-10;
+// Horner coefficients from 1/13! down to 1/0!
+inline constexpr double kCoef[14] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+                                     1.0 / 362880.0,     1.0 / 40320.0,     1.0 / 5040.0,       1.0 / 720.0,
+                                     1.0 / 120.0,        1.0 / 24.0,        1.0 / 6.0,          0.5,
+                                     1.0,                1.0};
+}  // namespace expc
 inline double exp_nonpositive(double t) noexcept {
-  const double shifter = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
-  const double kd = (t * 1.4426950408889634 + shifter) - shifter;
-  const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
-  const double q = (t - kd * ln2_hi) - kd * ln2_lo;
-  double p = 1.0 / 6227020800.0;  // 1/13!
-  p = p * q + 1.0 / 479001600.0;
-  p = p * q + 1.0 / 39916800.0;
-  p = p * q + 1.0 / 3628800.0;
-  p = p * q + 1.0 / 362880.0;
-  p = p * q + 1.0 / 40320.0;
-  p = p * q + 1.0 / 5040.0;
-  p = p * q + 1.0 / 720.0;
-  p = p * q + 1.0 / 120.0;
-  p = p * q + 1.0 / 24.0;
-  p = p * q + 1.0 / 6.0;
-  p = p * q + 0.5;
-  p = p * q + 1.0;
-  p = p * q + 1.0;
+  const double kd = (t * expc::kInvLn2 + expc::kShifter) - expc::kShifter;
+  const double q = (t - kd * expc::kLn2Hi) - kd * expc::kLn2Lo;
+  double p = expc::kCoef[0];
+  for (int j = 1; j < 14; ++j) p = p * q + expc::kCoef[j];
   const auto k = static_cast<std::int64_t>(kd);
   return p * bits_to_double(static_cast<std::uint64_t>(k + 1023) << 52);
 }
@@ -242,18 +239,8 @@ QUADFAST_RNG_INLINE void candidate(T* o, RejectList& rej, std::size_t i, std::ui
   rej.push(i, !(u < zig::kK[k]));
 }
 
-// Pass 2 on the rejects rej.idx[from ..): the exact slow path, one position at a time.
-template <class T>
-QUADFAST_RNG_INLINE void fix_scalar(T* o, const RejectList& rej, std::size_t from, std::uint64_t key,
-                                    const std::uint64_t* p, std::uint64_t base) noexcept {
-  for (std::size_t j = from; j < rej.n; ++j) {
-    const std::size_t b = rej.idx[j];
-    const std::uint64_t s = key ^ (p ? p[b] : position_hash(base + b));
-    o[b] = static_cast<T>(ziggurat_slow(s, mix(s)));
-  }
-}
-
-// Vector passes of the baseline: none (the scalar loops do every element).
+// Vector passes of the baseline: none (the scalar loops do every element).  Pass 2, the
+// exact slow path one reject at a time, is also the AVX2 variant's (it derives from this).
 struct NoSimd {
   template <class T>
   static std::size_t run(T*, RejectList&, std::size_t, std::uint64_t, const std::uint64_t*, std::uint64_t) noexcept {
@@ -261,7 +248,11 @@ struct NoSimd {
   }
   template <class T>
   static void fix(T* o, const RejectList& rej, std::uint64_t key, const std::uint64_t* p, std::uint64_t base) noexcept {
-    fix_scalar(o, rej, 0, key, p, base);
+    for (std::size_t j = 0; j < rej.n; ++j) {
+      const std::size_t b = rej.idx[j];
+      const std::uint64_t s = key ^ (p ? p[b] : position_hash(base + b));
+      o[b] = static_cast<T>(ziggurat_slow(s, mix(s)));
+    }
   }
 };
 
@@ -374,10 +365,8 @@ struct Avx512 {
   QUADFAST_RNG_AVX512 static inline std::size_t run(T* o, RejectList& rej, std::size_t m, std::uint64_t key,
                                                     const std::uint64_t* p, std::uint64_t base) noexcept {
     const __m512i vkey = _mm512_set1_epi64(static_cast<long long>(key));
-    const __m512i one_bits = _mm512_set1_epi64(0x3FF0000000000000LL);
     const __m512i byte = _mm512_set1_epi64(0xFF);
     const __m512i bit8 = _mm512_set1_epi64(0x100);
-    const __m512d one = _mm512_set1_pd(1.0);
     const __m256i lane32 = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
     // (base + i + lane) GOLDEN + TWEAK, advanced by 8 GOLDEN per iteration (wrapping adds)
     __m512i weyl = _mm512_add_epi64(
@@ -408,7 +397,7 @@ struct Avx512 {
       const __m512i h = h_next;
       h_next = h_next2;
       if (i + 24 <= m) h_next2 = hash_at(i + 16);
-      const __m512d u = _mm512_sub_pd(_mm512_castsi512_pd(_mm512_or_si512(_mm512_srli_epi64(h, 12), one_bits)), one);
+      const __m512d u = uniform8(h);
       __m512d w, kk;
       lookup(_mm512_slli_epi64(_mm512_and_si512(h, byte), 4), w, kk);
       const __m512i sign = _mm512_slli_epi64(_mm512_and_si512(h, bit8), 55);
@@ -430,17 +419,13 @@ struct Avx512 {
 
   // exp_nonpositive lane by lane: the same IEEE operations in the same order (no FMA).
   QUADFAST_RNG_AVX512 static inline __m512d exp_nonpositive8(__m512d t) noexcept {
-    const __m512d shifter = _mm512_set1_pd(6755399441055744.0);
-    const __m512d kd = _mm512_sub_pd(_mm512_add_pd(_mm512_mul_pd(t, _mm512_set1_pd(1.4426950408889634)), shifter), shifter);
-    const __m512d ln2_hi = _mm512_set1_pd(6.93147180369123816490e-01), ln2_lo = _mm512_set1_pd(1.90821492927058770002e-10);
-    const __m512d q = _mm512_sub_pd(_mm512_sub_pd(t, _mm512_mul_pd(kd, ln2_hi)), _mm512_mul_pd(kd, ln2_lo));
-    constexpr double c[14] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
-                              1.0 / 362880.0,     1.0 / 40320.0,     1.0 / 5040.0,       1.0 / 720.0,
-                              1.0 / 120.0,        1.0 / 24.0,        1.0 / 6.0,          0.5,
-                              1.0,                1.0};
-    __m512d p = _mm512_set1_pd(c[0]);
+    const __m512d shifter = _mm512_set1_pd(expc::kShifter);
+    const __m512d kd = _mm512_sub_pd(_mm512_add_pd(_mm512_mul_pd(t, _mm512_set1_pd(expc::kInvLn2)), shifter), shifter);
+    const __m512d q = _mm512_sub_pd(_mm512_sub_pd(t, _mm512_mul_pd(kd, _mm512_set1_pd(expc::kLn2Hi))),
+                                    _mm512_mul_pd(kd, _mm512_set1_pd(expc::kLn2Lo)));
+    __m512d p = _mm512_set1_pd(expc::kCoef[0]);
 #pragma GCC unroll 16
-    for (int j = 1; j < 14; ++j) p = _mm512_add_pd(_mm512_mul_pd(p, q), _mm512_set1_pd(c[j]));
+    for (int j = 1; j < 14; ++j) p = _mm512_add_pd(_mm512_mul_pd(p, q), _mm512_set1_pd(expc::kCoef[j]));
     const __m512i k = _mm512_cvttpd_epi64(kd);
     return _mm512_mul_pd(p, _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(k, _mm512_set1_epi64(1023)), 52)));
   }
@@ -448,10 +433,10 @@ struct Avx512 {
     return _mm512_sub_pd(_mm512_castsi512_pd(_mm512_or_si512(_mm512_srli_epi64(h, 12), _mm512_set1_epi64(0x3FF0000000000000LL))),
                          _mm512_set1_pd(1.0));
   }
-  // +-u W[k] from the word h (layer k = h & 0xFF, sign bit 8), and whether u < K[k].
-  QUADFAST_RNG_AVX512 static inline __m512d box8(__m512i h, __m512i k, __m512d u, __mmask8& inner) noexcept {
+  // +-u W[k] from the word h (layer k = h & 0xFF, sign bit 8); K[k] into kk.
+  QUADFAST_RNG_AVX512 static inline __m512d box8(__m512i h, __m512i k, __m512d u, __m512d& kk) noexcept {
     const __m512d w = _mm512_i64gather_pd(k, zig::kW, 8);
-    inner = _mm512_cmp_pd_mask(u, _mm512_i64gather_pd(k, zig::kK, 8), _CMP_LT_OQ);
+    kk = _mm512_i64gather_pd(k, zig::kK, 8);
     const __m512i sign = _mm512_slli_epi64(_mm512_and_si512(h, _mm512_set1_epi64(0x100)), 55);
     return _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(_mm512_mul_pd(u, w)), sign));
   }
@@ -481,11 +466,11 @@ struct Avx512 {
       const __m512i h = mix8(s);
       const __m512i k = _mm512_and_si512(h, byte);
       const __m512d u = uniform8(h);
-      __mmask8 ok;
-      __m512d x = box8(h, k, u, ok);  // ok: accepted by the fast test (not so for rejects)
+      __m512d kk;
+      __m512d x = box8(h, k, u, kk);
+      __mmask8 ok = _mm512_cmp_pd_mask(u, kk, _CMP_LT_OQ);  // the fast test (false for rejects)
       const __mmask8 wedge = static_cast<__mmask8>(~ok & ~_mm512_cmpeq_epi64_mask(k, _mm512_setzero_si512()));
       const __m512d U = uniform8(mix8(_mm512_add_epi64(s, _mm512_set1_epi64(static_cast<long long>(kGolden)))));
-      const __m512d kk = _mm512_i64gather_pd(k, zig::kK, 8);
       const __mmask8 below = _mm512_cmp_pd_mask(_mm512_mul_pd(U, _mm512_sub_pd(one, kk)), _mm512_sub_pd(one, u), _CMP_LT_OQ);
       const __mmask8 concave = _mm512_cmplt_epu64_mask(k, inflect);
       const __mmask8 upto = _mm512_cmple_epu64_mask(k, inflect);
@@ -502,9 +487,10 @@ struct Avx512 {
       const __mmask8 redo = static_cast<__mmask8>(wedge & ~ok);
       if (redo) {  // a fresh draw for the same position: word 2
         const __m512i h2 = mix8(_mm512_add_epi64(s, _mm512_set1_epi64(static_cast<long long>(2 * kGolden))));
-        __mmask8 ok2;
-        const __m512d x2 = box8(h2, _mm512_and_si512(h2, byte), uniform8(h2), ok2);
-        ok2 = static_cast<__mmask8>(ok2 & redo);
+        const __m512d u2 = uniform8(h2);
+        __m512d kk2;
+        const __m512d x2 = box8(h2, _mm512_and_si512(h2, byte), u2, kk2);
+        const __mmask8 ok2 = static_cast<__mmask8>(_mm512_cmp_pd_mask(u2, kk2, _CMP_LT_OQ) & redo);
         x = _mm512_mask_mov_pd(x, ok2, x2);
         ok = static_cast<__mmask8>(ok | ok2);
       }
@@ -526,11 +512,7 @@ struct Avx512 {
 // position table, 3.68 -> 3.14 without, the same bits; then (another session's harness
 // runs, 1.90 and 3.05 before) 1.86 and 2.14 with the loop split by path, the reject
 // count kept in a register and the scalar position hashes.
-struct Avx2 {
-  template <class T>
-  static void fix(T* o, const RejectList& rej, std::uint64_t key, const std::uint64_t* p, std::uint64_t base) noexcept {
-    fix_scalar(o, rej, 0, key, p, base);
-  }
+struct Avx2 : NoSimd {  // pass 2: the scalar slow path of NoSimd
   // Without a table, position hashes are computed this many positions ahead of use.
   static constexpr std::size_t kLead = 32;
   QUADFAST_RNG_AVX2 static inline __m256i mul64(__m256i a, std::uint64_t c) noexcept {
