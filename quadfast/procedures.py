@@ -596,7 +596,10 @@ class _HeldSigint:
     returns, and the call's finished result would be lost before it is stored. In the main
     thread this context holds the signal; :meth:`deliver`, called once the result is
     stored, passes it on to the previous handler (the sweep worker's, or Python's, which
-    raises KeyboardInterrupt). Elsewhere (threads cannot set handlers) it does nothing.
+    raises KeyboardInterrupt). A Ctrl-C that is still held when the context exits without
+    an exception (it arrived after the last :meth:`deliver`: a process-directed signal
+    can land on another thread and reach Python late) is passed on there, so it is never
+    swallowed. Elsewhere (threads cannot set handlers) it does nothing.
     """
 
     def __enter__(self):
@@ -611,9 +614,11 @@ class _HeldSigint:
     def _hold(self, signum, frame):
         self.hit = True
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         if self.old is not None:
             signal.signal(signal.SIGINT, self.old)
+            if exc_type is None:
+                self.deliver()
         return False
 
     def deliver(self):
